@@ -1,0 +1,54 @@
+"""boot.source: the U-Boot commands that load every binary, edit /chosen and start Xen.
+
+A pure function of the config, the layout and the /chosen edits, in the seed's order, so users
+who know the original script can read and tweak it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ibtasks.config import Config
+from ibtasks.dtedit import DtEdit, render_fdt_command
+from ibtasks.layout import Layout
+
+
+def script_path(config: Config, path: str) -> str:
+    """How the script names an input: relative to the root (-d) directory, as the seed."""
+    return os.path.normpath(path)
+
+
+def output_script_path(config: Config, name: str) -> str:
+    """How the script names one of our outputs, which live in the output directory."""
+    absolute = config.output_dir.resolve() / name
+    return os.path.relpath(absolute, config.root_dir.resolve())
+
+
+def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> str:
+    """The whole boot.source text.
+
+    With `preedited_dtb`, the script loads the edited DTB (FDTEDIT) at the DTB's address and
+    has no `fdt` commands, for U-Boot builds without the `fdt` command.
+    """
+    lines = []
+    for region in layout.regions:
+        path = script_path(config, region.path)
+        if config.preedited_dtb and region.key == config.device_tree.key:
+            path = output_script_path(config, config.fdtedit)
+        lines.append(f"{config.load_cmd} 0x{region.address:X} {path}")
+    dtb = layout.region(config.device_tree.key).address
+    if not config.preedited_dtb:
+        lines.append(f"fdt addr 0x{dtb:X}")
+        lines.append("fdt resize 1024")
+        lines += [render_fdt_command(edit) for edit in edits]
+    lines.append("setenv fdt_high 0xffffffffffffffff")
+    xen = layout.region(config.xen.key).address
+    lines.append(f"booti 0x{xen:X} - 0x{dtb:X}")
+    return "\n".join(lines) + "\n"
+
+
+def render_final_message(config: Config, layout: Layout) -> str:
+    """The seed's last two stdout lines: where to load the script and how to run it."""
+    slot = f"0x{layout.script_slot:X}"
+    return (f"Generated uboot script {config.uboot_script}, to be loaded at address {slot}:\n"
+            f"{config.load_cmd} {slot} {config.uboot_script}; source {slot}\n")

@@ -1,0 +1,69 @@
+"""The /chosen edits that tell Xen what to boot (xen.git docs/misc/arm/device-tree/booting.txt).
+
+A pure function of the config and the layout; the same list becomes the script's `fdt` commands
+and the edited DTB. Differences from the seed, each on purpose: the dom0 ramdisk whenever it is
+set (Q1), DOMU_CMD as the domU kernel's bootargs (Q2), 64-bit reg cells (Q3), and node names with
+unit addresses such as `module@40C00000` (Q4).
+"""
+
+from __future__ import annotations
+
+from ibtasks.config import Config, DomU
+from ibtasks.dtedit import Cells, DtEdit, MakeNode, SetProp, Strings, reg_cells, split_u64
+from ibtasks.layout import Layout
+
+CHOSEN = "/chosen"
+
+
+def _module(parent: str, prefix: str, layout: Layout, key: str,
+            compatible: tuple[str, ...]) -> tuple[str, list[DtEdit]]:
+    region = layout.region(key)
+    node = MakeNode(parent, f"{prefix}@{region.address:X}")
+    return node.path, [
+        node,
+        SetProp(node.path, "compatible", Strings(compatible)),
+        SetProp(node.path, "reg", reg_cells(region.address, region.size)),
+    ]
+
+
+def _domu_edits(domu: DomU, layout: Layout) -> list[DtEdit]:
+    node = MakeNode(CHOSEN, f"domU{domu.index}")
+    edits: list[DtEdit] = [
+        node,
+        SetProp(node.path, "compatible", Strings(("xen,domain",))),
+        SetProp(node.path, "#address-cells", Cells((2,))),
+        SetProp(node.path, "#size-cells", Cells((2,))),
+        SetProp(node.path, "memory", Cells(split_u64(domu.mem_mib * 1024))),
+        SetProp(node.path, "cpus", Cells((domu.vcpus,))),
+        SetProp(node.path, "vpl011", Cells((1,))),
+    ]
+    if domu.kernel:
+        path, kernel = _module(node.path, "module", layout, domu.kernel.key,
+                               ("multiboot,kernel", "multiboot,module"))
+        edits += [*kernel, SetProp(path, "bootargs", Strings((domu.cmd,)))]
+    if domu.ramdisk:
+        edits += _module(node.path, "module", layout, domu.ramdisk.key,
+                         ("multiboot,ramdisk", "multiboot,module"))[1]
+    if domu.passthrough_dtb:
+        edits += _module(node.path, "module", layout, domu.passthrough_dtb.key,
+                         ("multiboot,device-tree", "multiboot,module"))[1]
+    return edits
+
+
+def plan_chosen_edits(config: Config, layout: Layout) -> list[DtEdit]:
+    """Every /chosen edit, in the seed's order."""
+    edits: list[DtEdit] = [
+        SetProp(CHOSEN, "#address-cells", Cells((2,))),
+        SetProp(CHOSEN, "#size-cells", Cells((2,))),
+        SetProp(CHOSEN, "xen,xen-bootargs", Strings((config.xen_cmd,))),
+    ]
+    edits += _module(CHOSEN, "dom0", layout, config.dom0_kernel.key,
+                     ("xen,linux-zimage", "xen,multiboot-module", "multiboot,module"))[1]
+    edits.append(SetProp(CHOSEN, "xen,dom0-bootargs", Strings((config.dom0_cmd,))))
+    if config.dom0_ramdisk:
+        edits += _module(CHOSEN, "dom0-ramdisk", layout, config.dom0_ramdisk.key,
+                         ("xen,linux-initrd", "xen,multiboot-module", "multiboot,module"))[1]
+    for domu in config.domus:
+        if domu.boots_with_xen:
+            edits += _domu_edits(domu, layout)
+    return edits

@@ -1,0 +1,366 @@
+"""The validated configuration: frozen dataclasses built from raw key values, with every check.
+
+Readers (`config_bash`, `config_yaml`) return raw text values with their origin; this module turns
+them into a `Config`, applying the defaults of `settings.SETTINGS`, the seed's `root=` deduction,
+and every validation, raising `UserError` that names the file, line and key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ibtasks.errors import UserError
+from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
+
+# The seed's -t shorthands, plus upstream's usb and virtio.
+LOAD_CMD_ALIASES = {
+    "tftp": "tftpb",
+    "sd": "load mmc 0:1",
+    "scsi": "load scsi 0:1",
+    "usb": "fatload usb 0:1",
+    "virtio": "load virtio 0:1",
+}
+
+# Keys of today's upstream ImageBuilder that change what boots; silently ignoring them would boot
+# a different system than the user asked for.
+UNSUPPORTED_UPSTREAM_KEYS = frozenset({
+    "DOMU_STATIC_MEM", "DOMU_DIRECT_MAP", "DOMU_SHARED_MEM", "DOMU_CPUPOOL", "CPUPOOL",
+    "NUM_CPUPOOLS", "DOMU_ENHANCED", "DOMU_VPL011", "XEN_STATIC_HEAP", "XEN_POLICY",
+    "NUM_DT_OVERLAY", "DT_OVERLAY", "BITSTREAM", "BOOT_CMD", "APPEND_EXTRA_CMDS", "XEN_LOAD",
+    "DOM0_LOAD", "DOMU_LOAD", "LINUX", "FIT", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
+    "DOMU_STATIC_EVTCHNS", "DOMU_PASSTHROUGH_PATHS", "DOMU_NR_SPIS", "DOM0_MEM", "DOM0_VCPUS",
+})
+
+FALSE_WORDS = frozenset({"", "0", "n", "no", "false", "off"})
+
+
+@dataclass(frozen=True)
+class RawValue:
+    """A key's value as the user wrote it, and where (`config:12`)."""
+
+    text: str
+    where: str
+
+
+RawKey = tuple[str, int | None]
+
+
+@dataclass(frozen=True)
+class RawConfig:
+    """What a reader found: values by (name, domU index), plus warnings to show the user."""
+
+    source: str
+    values: Mapping[RawKey, RawValue]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Binary:
+    """An input file named by a key; `path` is relative to the root (-d) directory."""
+
+    key: str
+    path: str
+    where: str
+
+
+@dataclass(frozen=True)
+class DomU:
+    """One dom0less domU, `DOMU_*[index]`."""
+
+    index: int
+    kernel: Binary | None
+    cmd: str
+    ramdisk: Binary | None
+    passthrough_dtb: Binary | None
+    mem_mib: int
+    vcpus: int
+    noboot: bool
+    rootfs: Binary | None
+
+    @property
+    def boots_with_xen(self) -> bool:
+        """Xen starts it at boot; the seed skips domUs with a rootfs or DOMU_NOBOOT."""
+        return not self.noboot and self.rootfs is None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one build needs, validated. Paths are relative to `root_dir`/`output_dir`."""
+
+    source: str
+    root_dir: Path
+    output_dir: Path
+    load_cmd: str
+    memory_start: int
+    memory_end: int
+    device_tree: Binary
+    xen: Binary
+    xen_cmd: str
+    dom0_kernel: Binary
+    dom0_cmd: str
+    dom0_ramdisk: Binary | None
+    dom0_rootfs: Binary | None
+    domus: tuple[DomU, ...]
+    uboot_source: str
+    uboot_script: str
+    fdtedit: str
+    preedited_dtb: bool
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def binaries(self) -> list[Binary]:
+        """Every input that the boot script loads, in the seed's load order."""
+        found = [self.xen, self.dom0_kernel]
+        if self.dom0_ramdisk:
+            found.append(self.dom0_ramdisk)
+        for domu in self.domus:
+            if domu.boots_with_xen:
+                found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
+        found.append(self.device_tree)
+        return found
+
+
+def resolve_load_cmd(text: str) -> str:
+    """Map the seed's `-t` shorthands (tftp, sd, scsi) and upstream's (usb, virtio)."""
+    return LOAD_CMD_ALIASES.get(text, text)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Command-line choices that override or complete the config file."""
+
+    root_dir: Path
+    load_cmd: str | None = None  # from -t, already resolved; wins over LOAD_CMD
+    output_name: str | None = None  # -o NAME: NAME.source and NAME.scr
+    output_dir: Path | None = None  # default: root_dir, as the seed
+    preedited_dtb: bool = False
+
+
+def build_config(raw: RawConfig, options: Options) -> Config:
+    """Validate `raw`, apply defaults; raise `UserError` naming the place of the first problem."""
+    reader = _Reader(raw)
+    num_domus = reader.count("NUM_DOMUS")
+    domus = tuple(_build_domu(reader, i) for i in range(num_domus))
+
+    load_cmd = options.load_cmd or reader.text("LOAD_CMD")
+    if not load_cmd:
+        raise UserError("no load command: pass -t (tftp, sd, scsi, usb, virtio or a U-Boot "
+                        "command) or set LOAD_CMD in the config")
+    memory_start = reader.address("MEMORY_START")
+    memory_end = reader.address("MEMORY_END")
+    if memory_end <= memory_start:
+        raise UserError(
+            f"MEMORY_END ({memory_end:#x}) must be above MEMORY_START ({memory_start:#x})",
+            reader.where("MEMORY_END"),
+        )
+
+    dom0_rootfs = reader.binary("DOM0_ROOTFS")
+    dom0_cmd = reader.text("DOM0_CMD") or ""
+    if "root=" not in dom0_cmd:
+        dom0_cmd = f"{dom0_cmd} {_deduce_dom0_root(load_cmd, dom0_rootfs)}"
+
+    if options.output_name:
+        uboot_source = f"{options.output_name}.source"
+        uboot_script = f"{options.output_name}.scr"
+    else:
+        uboot_source = reader.text("UBOOT_SOURCE") or "boot.source"
+        uboot_script = reader.text("UBOOT_SCRIPT") or f"{_stem(uboot_source)}.scr"
+    fdtedit = reader.text("FDTEDIT") or f"{_stem(uboot_source)}.dtb"
+
+    config = Config(
+        source=raw.source,
+        root_dir=options.root_dir,
+        output_dir=options.output_dir or options.root_dir,
+        load_cmd=load_cmd,
+        memory_start=memory_start,
+        memory_end=memory_end,
+        device_tree=reader.required_binary("DEVICE_TREE"),
+        xen=reader.required_binary("XEN"),
+        xen_cmd=_bootargs(reader, "XEN_CMD"),
+        dom0_kernel=reader.required_binary("DOM0_KERNEL"),
+        dom0_cmd=_check_quotes(dom0_cmd, "DOM0_CMD", reader.where("DOM0_CMD")),
+        dom0_ramdisk=reader.binary("DOM0_RAMDISK"),
+        dom0_rootfs=dom0_rootfs,
+        domus=domus,
+        uboot_source=uboot_source,
+        uboot_script=uboot_script,
+        fdtedit=fdtedit,
+        preedited_dtb=options.preedited_dtb or reader.flag("PREEDITED_DTB"),
+        warnings=raw.warnings,
+    )
+    _check_inputs_exist(config)
+    return config
+
+
+def _stem(name: str) -> str:
+    return name[: -len(".source")] if name.endswith(".source") else name
+
+
+def _bootargs(reader: _Reader, name: str, index: int | None = None) -> str:
+    return _check_quotes(reader.text(name, index) or "", reader.label(name, index),
+                         reader.where(name, index))
+
+
+def _check_quotes(text: str, label: str, where: str | None) -> str:
+    # The value lands inside "..." of a U-Boot `fdt set` command, which has no escape for '"'.
+    if '"' in text:
+        raise UserError(f"{label}: a double quote cannot appear in a command line", where)
+    return text.strip()
+
+
+def _deduce_dom0_root(load_cmd: str, rootfs: Binary | None) -> str:
+    """The seed's `root=` for dom0: the ramdisk, or partition p+1 of the load command's device."""
+    if rootfs is None:
+        return "root=/dev/ram0"
+    words = load_cmd.split()
+    device = next((w for w in words if ":" in w), "")
+    dev_text, _, part_text = device.partition(":")
+    kind = next((w for w in ("mmc", "scsi", "virtio") if w in words), None)
+    if kind is None or not dev_text.isdigit() or not part_text.isdigit():
+        raise UserError(
+            f"cannot deduce dom0's root= from load command '{load_cmd}' (only mmc, scsi and "
+            "virtio devices like 'load mmc 0:1'); add root= to DOM0_CMD",
+            "DOM0_ROOTFS",
+        )
+    dev, part = int(dev_text), int(part_text) + 1
+    if kind == "mmc":
+        return f"root=/dev/mmcblk{dev}p{part}"
+    letter = chr(ord("a") + dev)
+    return f"root=/dev/{'sd' if kind == 'scsi' else 'vd'}{letter}{part}"
+
+
+def _build_domu(reader: _Reader, i: int) -> DomU:
+    noboot = reader.flag("DOMU_NOBOOT", i)
+    rootfs = reader.binary("DOMU_ROOTFS", i)
+    kernel = reader.binary("DOMU_KERNEL", i)
+    if kernel is None and not noboot and rootfs is None:
+        raise UserError(f"DOMU_KERNEL[{i}] is required for a domU that Xen boots "
+                        f"(NUM_DOMUS is {reader.count('NUM_DOMUS')})", reader.where("NUM_DOMUS"))
+    mem = reader.count("DOMU_MEM", i, unit="MiB")
+    vcpus = reader.count("DOMU_VCPUS", i)
+    if mem == 0:
+        raise UserError(f"DOMU_MEM[{i}]: must be at least 1 MiB", reader.where("DOMU_MEM", i))
+    if vcpus == 0:
+        raise UserError(f"DOMU_VCPUS[{i}]: must be at least 1", reader.where("DOMU_VCPUS", i))
+    return DomU(
+        index=i,
+        kernel=kernel,
+        cmd=_bootargs(reader, "DOMU_CMD", i),
+        ramdisk=reader.binary("DOMU_RAMDISK", i),
+        passthrough_dtb=reader.binary("DOMU_PASSTHROUGH_DTB", i),
+        mem_mib=mem,
+        vcpus=vcpus,
+        noboot=noboot,
+        rootfs=rootfs,
+    )
+
+
+def _check_inputs_exist(config: Config) -> None:
+    """Every input must exist and be readable now: doit would run an action without it."""
+    inputs = list(config.binaries())
+    inputs += [b for b in [config.dom0_rootfs] + [d.rootfs for d in config.domus] if b]
+    for binary in inputs:
+        path = config.root_dir / binary.path
+        if not path.is_file():
+            what = "is not a regular file" if path.exists() else "does not exist"
+            raise UserError(f"{binary.key}: {binary.path} {what} (looked in {config.root_dir})",
+                            binary.where)
+        if not os.access(path, os.R_OK):
+            raise UserError(f"{binary.key}: {binary.path} is not readable", binary.where)
+
+
+class _Reader:
+    """Typed access to raw values with the settings table's defaults and error places."""
+
+    def __init__(self, raw: RawConfig) -> None:
+        self.raw = raw
+
+    def setting(self, name: str) -> Setting:
+        return SETTINGS_BY_NAME[name]
+
+    def label(self, name: str, index: int | None = None) -> str:
+        return name if index is None else f"{name}[{index}]"
+
+    def where(self, name: str, index: int | None = None) -> str | None:
+        value = self.raw.values.get((name, index))
+        return value.where if value else None
+
+    def text(self, name: str, index: int | None = None) -> str | None:
+        value = self.raw.values.get((name, index))
+        if value is not None and value.text != "":
+            return value.text
+        return self.setting(name).default
+
+    def required(self, name: str) -> str:
+        text = self.text(name)
+        if not text:
+            raise UserError(f"{name} is required but not set", self.raw.source)
+        return text
+
+    def address(self, name: str) -> int:
+        text = self.required(name)
+        try:
+            value = int(text, 0)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise UserError(f"{name}: expected an address like 0x40000000, got '{text}'",
+                            self.where(name))
+        return value
+
+    def count(self, name: str, index: int | None = None, unit: str = "") -> int:
+        text = self.text(name, index) or "0"
+        if not text.isdigit():
+            what = f"a whole number of {unit}" if unit else "a whole number"
+            raise UserError(f"{self.label(name, index)}: expected {what}, got '{text}'",
+                            self.where(name, index))
+        return int(text)
+
+    def flag(self, name: str, index: int | None = None) -> bool:
+        value = self.raw.values.get((name, index))
+        return value is not None and value.text.strip().lower() not in FALSE_WORDS
+
+    def binary(self, name: str, index: int | None = None) -> Binary | None:
+        text = self.text(name, index)
+        if not text:
+            return None
+        return Binary(self.label(name, index), text, self.where(name, index) or self.raw.source)
+
+    def required_binary(self, name: str) -> Binary:
+        self.required(name)
+        binary = self.binary(name)
+        if binary is None:  # unreachable: required() raised
+            raise UserError(f"{name} is required but not set", self.raw.source)
+        return binary
+
+
+def check_key(name: str, index: str | None, where: str) -> tuple[RawKey | None, str | None]:
+    """Classify one assignment: its raw key (None to ignore) and a warning to show, if any.
+
+    Names that are not ImageBuilder keys are ordinary shell variables (`DOMDIR=...`) unless they
+    look like a misspelt key or are indexed like a per-domU key.
+    """
+    setting = SETTINGS_BY_NAME.get(name)
+    if setting is None:
+        if name in UNSUPPORTED_UPSTREAM_KEYS:
+            raise UserError(f"{name}: this upstream ImageBuilder key is not supported by ibtasks; "
+                            "remove it or use ImageBuilder itself", where)
+        label = name if index is None else f"{name}[{index}]"
+        suggestion = suggest_key(name)
+        if suggestion:
+            return None, f"{where}: {label}: unknown key, ignored; did you mean {suggestion}?"
+        if index is not None:
+            return None, f"{where}: {label}: unknown key, ignored"
+        return None, None
+    if not setting.per_domu:
+        if index not in (None, "0"):
+            raise UserError(f"{name} is not a per-domU key: write {name}=..., not {name}[{index}]",
+                            where)
+        return (name, None), None
+    if index is None:
+        return (name, 0), None  # bash: ARRAY=value sets element 0
+    if not index.isdigit():
+        raise UserError(f"{name}[{index}]: a domU index must be a number", where)
+    return (name, int(index)), None

@@ -1,0 +1,111 @@
+"""Every ImageBuilder config key, once: the table that drives parsing, defaults and the docs.
+
+`SETTINGS` is the single source of truth; the README's key reference is generated from it
+(`render_key_reference`) and a test keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(Enum):
+    """How a key's text value is read."""
+
+    PATH = "path"  # an input file, relative to the -d directory
+    OUTPUT = "output"  # an output file name, relative to the output directory
+    TEXT = "text"  # free text (command lines, load commands)
+    ADDRESS = "address"  # a number, usually hex (0x40000000)
+    COUNT = "count"  # a non-negative decimal integer
+    FLAG = "flag"  # set/unset: empty, 0, n, no, false mean unset
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One config key: its name, whether it is per-domU (`KEY[n]`), how it is read, its default."""
+
+    name: str
+    per_domu: bool
+    kind: Kind
+    default: str | None
+    help: str
+    origin: str  # "seed" (ImageBuilder 2021), "upstream <year>", or "ibtasks"
+    required: bool = False
+
+
+DEFAULT_XEN_CMD = (
+    "console=dtuart dtuart=serial0 dom0_mem=1G dom0_max_vcpus=1 bootscrub=0 vwfi=native sched=null"
+)
+DEFAULT_DOM0_CMD = "console=hvc0 earlycon=xen earlyprintk=xen clk_ignore_unused"
+DEFAULT_DOMU_CMD = "console=ttyAMA0"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("MEMORY_START", False, Kind.ADDRESS, None, "Start of RAM.", "seed", required=True),
+    Setting("MEMORY_END", False, Kind.ADDRESS, None, "End of RAM (exclusive).", "seed",
+            required=True),
+    Setting("DEVICE_TREE", False, Kind.PATH, None, "The host DTB to load and edit.", "seed",
+            required=True),
+    Setting("XEN", False, Kind.PATH, None, "The Xen binary (not a uImage).", "seed",
+            required=True),
+    Setting("XEN_CMD", False, Kind.TEXT, DEFAULT_XEN_CMD,
+            "Xen's command line (`/chosen xen,xen-bootargs`).", "seed"),
+    Setting("DOM0_KERNEL", False, Kind.PATH, None, "Dom0's kernel.", "seed", required=True),
+    Setting("DOM0_CMD", False, Kind.TEXT, DEFAULT_DOM0_CMD,
+            "Dom0's command line; `root=` is added when missing (see root= deduction).", "seed"),
+    Setting("DOM0_RAMDISK", False, Kind.PATH, None,
+            "Dom0's ramdisk (cpio, optionally gzip'd; not a uImage).", "seed"),
+    Setting("DOM0_ROOTFS", False, Kind.PATH, None,
+            "Dom0's root filesystem archive: its own disk partition; sets dom0's `root=`.", "seed"),
+    Setting("NUM_DOMUS", False, Kind.COUNT, "0", "How many dom0less domUs follow.", "seed"),
+    Setting("DOMU_KERNEL", True, Kind.PATH, None, "The domU's kernel.", "seed"),
+    Setting("DOMU_CMD", True, Kind.TEXT, DEFAULT_DOMU_CMD,
+            "The domU kernel's command line (`bootargs` of its kernel module).", "seed"),
+    Setting("DOMU_RAMDISK", True, Kind.PATH, None, "The domU's ramdisk.", "seed"),
+    Setting("DOMU_PASSTHROUGH_DTB", True, Kind.PATH, None,
+            "Partial DTB for device assignment (xen.git docs/misc/arm/passthrough.txt).", "seed"),
+    Setting("DOMU_MEM", True, Kind.COUNT, "512", "The domU's memory in MiB.", "seed"),
+    Setting("DOMU_VCPUS", True, Kind.COUNT, "1", "The domU's number of vCPUs.", "seed"),
+    Setting("DOMU_NOBOOT", True, Kind.FLAG, None,
+            "Do not start this domU at boot; dom0 can create it later (xl config).", "seed"),
+    Setting("DOMU_ROOTFS", True, Kind.PATH, None,
+            "The domU's root filesystem archive (own disk partition; not started at boot).",
+            "seed"),
+    Setting("UBOOT_SOURCE", False, Kind.OUTPUT, "boot.source",
+            "Name of the U-Boot script source written; `-o NAME` gives NAME.source.", "seed"),
+    Setting("UBOOT_SCRIPT", False, Kind.OUTPUT, None,
+            "Name of the U-Boot script image; default: UBOOT_SOURCE with `.scr`.", "seed"),
+    Setting("LOAD_CMD", False, Kind.TEXT, None,
+            "U-Boot load command prefix; `-t` wins over this key.", "upstream 2021"),
+    Setting("FDTEDIT", False, Kind.OUTPUT, None,
+            "Name of the edited DTB written beside the script; default: UBOOT_SOURCE with "
+            "`.dtb`.", "upstream 2021"),
+    Setting("PREEDITED_DTB", False, Kind.FLAG, None,
+            "Load the edited DTB (FDTEDIT) instead of running `fdt` commands in U-Boot; "
+            "also `--preedited-dtb`.", "ibtasks"),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def suggest_key(name: str) -> str | None:
+    """The known key closest to a misspelt `name`, if any is close."""
+    matches = difflib.get_close_matches(name, SETTINGS_BY_NAME, n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
+def render_key_reference() -> str:
+    """The README's config-key table, generated from `SETTINGS`."""
+    lines = [
+        "| Key | Per domU | Kind | Default | Origin | Meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        default = "(required)" if s.required else (f"`{s.default}`" if s.default else "")
+        name = f"`{s.name}[n]`" if s.per_domu else f"`{s.name}`"
+        lines.append(
+            f"| {name} | {'yes' if s.per_domu else ''} | {s.kind.value} | {default} "
+            f"| {s.origin} | {s.help} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,60 @@
+"""U-Boot legacy images (include/image.h): the script image boot.scr, built and parsed.
+
+Byte for byte what `mkimage -A arm64 -T script -C none -a ADDR -e ADDR -d SRC` writes at the same
+timestamp: a 64-byte big-endian header, then a table of image lengths ended by 0, then the script.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = 0x27051956
+HEADER = struct.Struct(">IIIIIIIBBBB32s")
+OS_LINUX = 5
+ARCH_ARM64 = 22
+TYPE_SCRIPT = 6
+COMP_NONE = 0
+
+
+@dataclass(frozen=True)
+class ScriptImage:
+    """The fields of a script image that we set."""
+
+    script: bytes
+    load: int
+    timestamp: int
+    name: bytes = b""
+
+
+def build_script_image(image: ScriptImage) -> bytes:
+    """A legacy script image; the header's address fields hold 32 bits, as mkimage's."""
+    data = struct.pack(">II", len(image.script), 0) + image.script
+    address = image.load & 0xFFFFFFFF
+
+    def header(header_crc: int) -> bytes:
+        return HEADER.pack(MAGIC, header_crc, image.timestamp & 0xFFFFFFFF, len(data), address,
+                           address, zlib.crc32(data), OS_LINUX, ARCH_ARM64, TYPE_SCRIPT,
+                           COMP_NONE, image.name.ljust(32, b"\0")[:32])
+
+    return header(zlib.crc32(header(0))) + data
+
+
+def parse_script_image(blob: bytes) -> ScriptImage:
+    """Read back a script image built by us or mkimage; ValueError if it is not one."""
+    if len(blob) < HEADER.size:
+        raise ValueError("shorter than a uImage header")
+    (magic, hcrc, timestamp, size, load, _entry, dcrc, _os, _arch, kind, _comp,
+     name) = HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise ValueError(f"bad magic {magic:#x}")
+    if zlib.crc32(blob[:4] + b"\0\0\0\0" + blob[8:HEADER.size]) != hcrc:
+        raise ValueError("header CRC mismatch")
+    data = blob[HEADER.size:HEADER.size + size]
+    if len(data) != size or zlib.crc32(data) != dcrc:
+        raise ValueError("data CRC mismatch")
+    if kind != TYPE_SCRIPT:
+        raise ValueError(f"image type {kind} is not a script")
+    (length,) = struct.unpack_from(">I", data)
+    return ScriptImage(data[8:8 + length], load, timestamp, name.rstrip(b"\0"))
