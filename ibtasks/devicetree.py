@@ -44,6 +44,10 @@ def apply_edits(dtb: bytes, edits: Sequence[DtEdit], source: str) -> bytes:
             _make_node(tree, edit, source)
         else:
             _set_prop(tree, edit, source)
+            # libfdt appends a new name to the strings block when it sets the property; fdt
+            # would add names in tree order, so add them here in edit order.
+            if edit.name + "\0" not in strings:
+                strings += edit.name + "\0"
     return bytes(tree.to_dtb(strings=strings))
 
 
@@ -318,7 +322,7 @@ def _parse_struct(block: bytes, strings: bytes, source: str) -> fdt.Node:
                 raise _corrupt(source, "FDT_END before the root node is closed")
             return root
         else:
-            raise _corrupt(source, f"unknown tag {tag:#x} at {at - 4:#x}")
+            raise _corrupt(source, f"unknown tag {tag:#x} at {at - 4:#x} of the structure block")
 
 
 def _cstring(buf: bytes, start: int, what: str, source: str) -> str:
