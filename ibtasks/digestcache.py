@@ -1,0 +1,62 @@
+"""A doit file checker that never hashes an unchanged file twice.
+
+doit's MD5 checker re-hashes a touched-but-unchanged file on every later no-op run (it never
+re-saves the state of up-to-date tasks): about 1 s per 500 MB each time. This checker keeps a
+small (mtime, size) -> digest cache beside the dep file, so a kernel that was touched is hashed
+once, and a no-op stays near-instant whatever the size of the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from doit.dependency import MD5Checker, get_file_md5
+
+from ibtasks.fsutil import write_atomic
+
+
+class DigestCache:
+    """Digests of files by path, valid while their (mtime, size) are unchanged."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.entries: dict[str, list[Any]] = {}
+        try:
+            with open(path) as f:
+                self.entries = json.load(f)
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def digest(self, file_path: str, mtime: float, size: int) -> str:
+        entry = self.entries.get(file_path)
+        if entry and entry[0] == mtime and entry[1] == size:
+            return str(entry[2])
+        digest = get_file_md5(file_path)
+        self.entries[file_path] = [mtime, size, digest]
+        write_atomic(self.path, json.dumps(self.entries).encode())
+        return digest
+
+
+def make_checker(cache_path: str) -> type[MD5Checker]:
+    """A checker class (doit instantiates it without arguments) bound to one cache file."""
+    cache = DigestCache(cache_path)
+
+    class CachedMD5Checker(MD5Checker):  # type: ignore[misc]
+        def check_modified(self, file_path: str, file_stat: os.stat_result,
+                           state: tuple[float, int, str]) -> bool:
+            timestamp, size, digest = state
+            if file_stat.st_mtime == timestamp:
+                return False
+            if file_stat.st_size != size:
+                return True
+            return digest != cache.digest(file_path, file_stat.st_mtime, file_stat.st_size)
+
+        def get_state(self, dep: str, current_state: Any) -> tuple[float, int, str] | None:
+            stat = os.stat(dep)
+            if current_state and current_state[0] == stat.st_mtime:
+                return None
+            return stat.st_mtime, stat.st_size, cache.digest(dep, stat.st_mtime, stat.st_size)
+
+    return CachedMD5Checker

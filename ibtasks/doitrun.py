@@ -1,0 +1,74 @@
+"""Run a task graph through doit's own API, so `doit list`/`info` see what the CLI runs.
+
+`run_graph` builds a namespace (DOIT_CONFIG + one task function) for `ModuleTaskLoader` and hands
+it to `DoitMain`; the reporter prints nothing on success and one line per user error.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from doit.cmd_base import ModuleTaskLoader
+from doit.doit_cmd import DoitMain
+from doit.exceptions import TaskFailed
+from doit.reporter import ConsoleReporter
+
+from ibtasks.digestcache import make_checker
+
+
+class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
+    """Quiet on success; a user error is one `ibtasks: error:` line, a bug shows its traceback."""
+
+    desc = "ibtasks: silent, one line per error"
+
+    def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
+        super().__init__(outstream, options)
+        self.verbose = bool(options.get("ibtasks_verbose"))
+
+    def execute_task(self, task: Any) -> None:
+        if self.verbose and task.actions:
+            sys.stderr.write(f"ibtasks: running {task.title()}\n")
+
+    def skip_uptodate(self, task: Any) -> None:
+        pass
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        if isinstance(fail, TaskFailed):
+            sys.stderr.write(f"ibtasks: error: {fail.message}\n")
+        else:
+            sys.stderr.write(f"ibtasks: internal error in {task.name}:\n{fail.get_msg()}\n")
+
+    def complete_run(self) -> None:
+        for message in self.runtime_errors:
+            sys.stderr.write(f"ibtasks: error: {message.strip().splitlines()[-1]}\n")
+
+
+def doit_config(work: Path, verbose: bool = False) -> dict[str, Any]:
+    """DOIT_CONFIG for our graph: a portable json dep file and the digest-caching checker.
+
+    An embedding dodo.py can use it too: `DOIT_CONFIG = doit_config(Path('build/.ibtasks'))`.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    return {
+        "dep_file": str(work / "doit-deps.json"),
+        "backend": "json",
+        "check_file_uptodate": make_checker(str(work / "digests.json")),
+        "reporter": OneLineReporter,
+        "ibtasks_verbose": verbose,
+        "verbosity": 0,
+    }
+
+
+def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
+              argv: Sequence[str] = ("run",), verbose: bool = False) -> int:
+    """Run doit with `argv` (default: build everything) on the tasks; return doit's exit code."""
+    config = doit_config(work, verbose)
+
+    def task_ibtasks() -> Iterable[dict[str, Any]]:
+        yield from tasks()
+
+    namespace = {"DOIT_CONFIG": config, "task_ibtasks": task_ibtasks}
+    return int(DoitMain(ModuleTaskLoader(namespace)).run(list(argv)))

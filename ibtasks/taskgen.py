@@ -1,0 +1,214 @@
+"""doit task generators: one task per artifact, with complete file_dep, targets and config_changed.
+
+    ib_check:<KEY>   one per input binary -> .ibtasks/check/<KEY>.json (type, sizes)
+    ib_layout        the memory plan      -> .ibtasks/layout.json
+    ib_dtb           the edited DTB       -> FDTEDIT
+    ib_boot_source   the script text      -> UBOOT_SOURCE
+    ib_boot_scr      the script image     -> UBOOT_SCRIPT
+
+Values pass between tasks as small JSON files written only when their content changes, so a
+kernel rebuilt with the same size stops at its own check. Another project's dodo.py can
+`yield from boot_tasks(config)`; see examples/embed/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from ibtasks import devicetree
+from ibtasks.bootscript import render_boot_source
+from ibtasks.chosen import plan_chosen_edits
+from ibtasks.config import Binary, Config
+from ibtasks.errors import UserError
+from ibtasks.fsutil import write_atomic, write_if_changed
+from ibtasks.inspect import Role, check_file
+from ibtasks.layout import Layout, Module, plan_layout
+from ibtasks.uimage import ScriptImage, build_script_image
+
+WORK_DIR_NAME = ".ibtasks"
+DEFAULT_EPOCH = 0  # boot.scr's timestamp when SOURCE_DATE_EPOCH is unset: builds stay identical
+
+TaskDict = dict[str, Any]
+
+
+def source_date_epoch(environ: os._Environ[str] | dict[str, str]) -> int:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org) or a fixed time."""
+    text = environ.get("SOURCE_DATE_EPOCH", "")
+    if not text:
+        return DEFAULT_EPOCH
+    if not text.isdigit():
+        raise UserError(f"SOURCE_DATE_EPOCH: expected seconds since 1970, got '{text}'")
+    return int(text)
+
+
+def work_dir(config: Config) -> Path:
+    """Where intermediate files (checks, layout, doit's state) live: inside the output dir."""
+    return config.output_dir / WORK_DIR_NAME
+
+
+def run_step(func: Callable[..., None], *args: Any) -> TaskFailed | None:
+    """Run one action; a user error becomes doit's TaskFailed with our one-line message."""
+    try:
+        func(*args)
+    except UserError as exc:
+        return TaskFailed(str(exc))
+    return None
+
+
+# ---- actions: module-level functions with explicit arguments ----------------------------------
+
+def check_binary(key: str, role: str, path: str, where: str, out: str) -> None:
+    """Check one input's type and record its sizes (and a DTB's reserved memory) as JSON."""
+    try:
+        info = check_file(Path(path), Role(role), key)
+    except UserError as exc:
+        raise UserError(exc.message, where) from exc
+    record: dict[str, Any] = {"key": key, "kind": info.kind, "size": info.size,
+                              "effective_size": info.effective_size}
+    if key == "DEVICE_TREE":
+        data = Path(path).read_bytes()
+        record["reserved"] = devicetree.read_reserved_regions(data, f"{key} ({path})")
+    write_if_changed(out, (json.dumps(record, indent=1) + "\n").encode())
+
+
+def write_layout(memory_start: int, memory_end: int, modules: list[tuple[str, str, str]],
+                 dtb_check: str, out: str) -> None:
+    """Plan the memory layout from the checks' sizes; write it if it changed."""
+    placed = []
+    for key, path, check in modules:
+        record = json.loads(Path(check).read_text())
+        placed.append(Module(key, path, record["effective_size"]))
+    reserved = [tuple(r) for r in json.loads(Path(dtb_check).read_text()).get("reserved", [])]
+    layout = plan_layout(memory_start, memory_end, placed, reserved)  # type: ignore[arg-type]
+    write_if_changed(out, layout.to_json())
+
+
+def write_edited_dtb(config: Config, dtb: str, layout_path: str, out: str) -> None:
+    """Apply the /chosen edits offline to the input DTB."""
+    layout = Layout.from_json(Path(layout_path).read_bytes())
+    edits = plan_chosen_edits(config, layout)
+    data = devicetree.apply_edits(Path(dtb).read_bytes(), edits,
+                                  f"DEVICE_TREE ({config.device_tree.path})")
+    write_atomic(out, data)
+
+
+def write_boot_source(config: Config, layout_path: str, out: str) -> None:
+    layout = Layout.from_json(Path(layout_path).read_bytes())
+    text = render_boot_source(config, layout, plan_chosen_edits(config, layout))
+    write_atomic(out, text.encode())
+
+
+def write_boot_scr(source: str, layout_path: str, epoch: int, out: str) -> None:
+    layout = Layout.from_json(Path(layout_path).read_bytes())
+    image = ScriptImage(Path(source).read_bytes(), layout.script_slot, epoch)
+    write_atomic(out, build_script_image(image))
+
+
+# ---- what each task reads from the config ------------------------------------------------------
+
+def _role(config: Config, binary: Binary) -> Role:
+    if binary.key == "DEVICE_TREE" or binary.key.startswith("DOMU_PASSTHROUGH_DTB"):
+        return Role.DTB
+    if "RAMDISK" in binary.key:
+        return Role.RAMDISK
+    return Role.EXECUTABLE
+
+
+def _edit_inputs(config: Config) -> dict[str, Any]:
+    """Every config value that the /chosen edits read (addresses and sizes come from layout)."""
+    return {
+        "xen_cmd": config.xen_cmd,
+        "dom0_cmd": config.dom0_cmd,
+        "modules": [b.key for b in config.binaries()],
+        "domus": [[d.index, d.mem_mib, d.vcpus, d.cmd] for d in config.domus if d.boots_with_xen],
+    }
+
+
+def _check_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+
+
+def outputs(config: Config) -> list[Path]:
+    """The user-visible outputs of the boot graph."""
+    return [config.output_dir / name
+            for name in (config.fdtedit, config.uboot_source, config.uboot_script)]
+
+
+def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]:
+    """Yield the task dicts of the boot-file graph for `config`."""
+    work = work_dir(config)
+    root = config.root_dir
+    checks: dict[str, str] = {}
+    for binary in config.binaries():
+        target = str(work / "check" / f"{_check_name(binary.key)}.json")
+        checks[binary.key] = target
+        role = _role(config, binary)
+        yield {
+            "basename": "ib_check",
+            "name": binary.key,
+            "doc": f"check {binary.key} is {role.value} and record its size",
+            "actions": [(run_step, [check_binary, binary.key, role.value,
+                                    str(root / binary.path), binary.where, target])],
+            "file_dep": [str(root / binary.path)],
+            "targets": [target],
+            "uptodate": [config_changed({"role": role.value})],
+            "clean": True,
+        }
+
+    layout = str(work / "layout.json")
+    modules = [(b.key, b.path, checks[b.key]) for b in config.binaries()]
+    yield {
+        "basename": "ib_layout",
+        "doc": "plan the load address of every binary",
+        "actions": [(run_step, [write_layout, config.memory_start, config.memory_end,
+                                modules, checks[config.device_tree.key], layout])],
+        "file_dep": list(checks.values()),
+        "targets": [layout],
+        "uptodate": [config_changed({"memory": [config.memory_start, config.memory_end],
+                                     "modules": [m[:2] for m in modules]})],
+        "clean": True,
+    }
+
+    dtb_out, source_out, scr_out = (str(p) for p in outputs(config))
+    yield {
+        "basename": "ib_dtb",
+        "doc": "write the DTB with Xen's /chosen edits applied",
+        "actions": [(run_step, [write_edited_dtb, config,
+                                str(root / config.device_tree.path), layout, dtb_out])],
+        "file_dep": [str(root / config.device_tree.path), layout],
+        "targets": [dtb_out],
+        "uptodate": [config_changed(_edit_inputs(config))],
+        "clean": True,
+    }
+    yield {
+        "basename": "ib_boot_source",
+        "doc": "write the U-Boot script text",
+        "actions": [(run_step, [write_boot_source, config, layout, source_out])],
+        "file_dep": [layout],
+        "targets": [source_out],
+        "uptodate": [config_changed({
+            **_edit_inputs(config),
+            "load_cmd": config.load_cmd,
+            "paths": [b.path for b in config.binaries()],
+            "preedited_dtb": config.preedited_dtb,
+            "fdtedit": config.fdtedit,
+        })],
+        "clean": True,
+    }
+    yield {
+        "basename": "ib_boot_scr",
+        "doc": "wrap the script as a U-Boot script image (boot.scr)",
+        "actions": [(run_step, [write_boot_scr, source_out, layout, epoch, scr_out])],
+        "file_dep": [source_out, layout],
+        "targets": [scr_out],
+        "uptodate": [config_changed({"epoch": epoch})],
+        "clean": True,
+    }
