@@ -468,3 +468,59 @@ def test_every_truncation_and_byte_flip_gives_a_user_error_or_a_tree(tmp_path: P
             read_reserved_regions(blob, SOURCE)
         except UserError as error:
             assert str(error).startswith(f"{SOURCE}: ") and "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            SetProp("chosen", "cpus", Cells((1,))),
+            "cannot apply 'fdt set chosen cpus': chosen is not an absolute path",
+        ),
+        (
+            MakeNode("/chosen", "a/b"),
+            "cannot apply 'fdt mknod /chosen a/b': invalid node name 'a/b'",
+        ),
+        (
+            SetProp("/chosen", "bad\x01name", Flag()),
+            "cannot apply 'fdt set /chosen bad\x01name': invalid property name 'bad\\x01name'",
+        ),
+        (
+            SetProp("/chosen", "bootargs", Strings(("a\0b",))),
+            "cannot apply 'fdt set /chosen bootargs': a string holds a NUL byte",
+        ),
+    ],
+)
+def test_edits_that_libfdt_could_not_express_are_rejected(
+    tmp_path: Path, edit: DtEdit, message: str
+) -> None:
+    assert error_of(compile_dts(tmp_path, BOARD_DTS), (edit,)) == f"{SOURCE}: {message}"
+
+
+def test_a_dtb_older_than_version_16_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as error:
+        check_dtb(compile_dts(tmp_path, BOARD_DTS, "-V", "3"), SOURCE)
+    assert str(error.value) == (
+        f"{SOURCE}: device tree version 3 (last compatible 1) is not supported; "
+        "recompile it with dtc (version 17)"
+    )
+
+
+def test_a_dtb_shorter_than_its_header_is_rejected() -> None:
+    with pytest.raises(UserError) as error:
+        check_dtb(bytes.fromhex("d00dfeed00000100"), SOURCE)
+    assert str(error.value) == f"{SOURCE}: truncated device tree: 8 bytes, shorter than its header"
+
+
+def test_qemu_virt_dtb_is_edited_like_fdtput_does(tmp_path: Path) -> None:
+    # A realistic tree (phandles, interrupts, 1 MiB of free space) that QEMU writes in 40 ms.
+    virt = tmp_path / "virt.dtb"
+    machine = f"virt,gic-version=3,virtualization=on,dumpdtb={virt}"
+    run("qemu-system-aarch64", "-machine", machine, "-cpu", "cortex-a57", "-m", "1024")
+    board = virt.read_bytes()
+    ours = apply_edits(board, XEN_EDITS, SOURCE)
+    fdtput_edits(virt, XEN_EDITS)
+    ours_rsv, ours_struct, ours_strings = blocks(ours)
+    rsv, struct_block, strings = blocks(virt.read_bytes())
+    assert (ours_rsv, ours_strings, ours_struct) == (rsv, strings, zero_padding(struct_block))
+    assert decompile(tmp_path, ours, "ours") == decompile(tmp_path, virt.read_bytes(), "theirs")
