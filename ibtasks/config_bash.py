@@ -205,6 +205,8 @@ class _Parser:
         word = self.raw_word()
         after = self.pos + len(word)
         rest = self.text[after:].lstrip(" \t")
+        if word.isdigit() and self.text[after : after + 1] in ("<", ">"):
+            raise self.error(f"redirection `{word}{self.text[after]}` is not supported: {PLAIN}")
         if word in ("source", "."):
             raise self.error(
                 f"`{word}` is not supported: {RUN}copy the other file's assignments into this one"
@@ -293,6 +295,8 @@ class _Parser:
                 raise self.error(f"unterminated array {name}=( : add the closing )", opened)
             if c == ")":
                 self.pos += 1
+                if self.peek() and self.peek() not in " \t\n;":
+                    raise self.error(f"text right after {name}=(...): put a space after the )")
                 return
             if c == "#":
                 self.skip_comment()
@@ -324,10 +328,9 @@ class _Parser:
             if not splittable:
                 current = (current or "") + text
                 continue
-            if any(g in text for g in _GLOB):
+            if glob := next((g for g in _GLOB if g in text), None):
                 raise self.error(
-                    f"the value {text!r} expands to a glob pattern inside an array: quote the "
-                    'expansion, e.g. "$VAR"'
+                    f"glob character {glob} inside an array is not supported: quote the element"
                 )
             for ch in text:
                 if ch in " \t\n":
@@ -393,9 +396,9 @@ class _Parser:
         self.pos += 1
         return [(c, bool(end))]  # literal text of ${V:-word} is split like an expansion
 
-    def tilde(self) -> str:
+    def tilde(self, end: str = "") -> str:
         rest = self.text[self.pos + 1 : self.pos + 2]
-        if rest not in ("", "/", ":") and rest not in _WORD_END:
+        if rest not in ("", "/", ":", end) and rest not in _WORD_END:
             raise self.error("tilde expansion other than ~ and ~/ is not supported: write the path")
         if "HOME" not in self.environ:
             raise self.error("~ needs HOME, which is not set: write the path")
@@ -490,7 +493,13 @@ class _Parser:
             close = self.text.find("]", self.pos)
             if close < 0:
                 raise self.operator(opened)
-            key = self.check_index(name, self.text[self.pos + 1 : close], self.pos)
+            raw = self.text[self.pos + 1 : close]
+            if raw in ("@", "*"):
+                raise self.error(
+                    f"${{{name}[{raw}]}} (all elements) is not supported: name one element, "
+                    f"e.g. ${{{name}[0]}}"
+                )
+            key = self.check_index(name, raw, self.pos)
             self.pos = close + 1
         value = self.get(name, key)
         op = "-" if self.peek() == "-" else ":-" if self.peek(2) == ":-" else ""
@@ -521,13 +530,15 @@ class _Parser:
                 else:
                     pieces.extend(self.dquoted_char(extra="}"))
             elif c == "~" and start:
-                pieces.append((self.tilde(), False))
+                pieces.append((self.tilde(end="}"), False))
             else:
                 pieces.extend(self.part(end="}"))
             start = False
 
     def operator(self, opened: int) -> UserError:
         close = self.text.find("}", opened)
+        if close < 0:
+            return self.error("unterminated ${ : add the closing }", opened)
         shown = self.text[opened : close + 1] if 0 <= close < opened + 40 else "${..."
         return self.error(
             f"parameter expansion {shown} is not supported: only $VAR, ${{VAR}}, ${{VAR[n]}}, "
