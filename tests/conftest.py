@@ -1,0 +1,43 @@
+"""Shared fixtures: the seed goldens' synthetic inputs and a runner for our CLI.
+
+The inputs come from ../shared/reference/seed-goldens/make-inputs.py (fixed bytes, so sizes and
+addresses never drift); the CLI runs as a real subprocess, as users run it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("IBTASKS_SHARED", REPO.parent / "shared"))
+GOLDENS = SHARED / "reference" / "seed-goldens"
+
+
+@pytest.fixture(scope="session")
+def seed_inputs_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One copy of the synthetic inputs, made once per test session."""
+    out = tmp_path_factory.mktemp("seed-inputs")
+    subprocess.run([sys.executable, str(GOLDENS / "make-inputs.py"), str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.fixture
+def seed_inputs(seed_inputs_master: Path, tmp_path: Path) -> Path:
+    """A private copy of the synthetic inputs that a test may change."""
+    work = tmp_path / "inputs"
+    subprocess.run(["cp", "-a", str(seed_inputs_master), str(work)], check=True)
+    return work
+
+
+def run_ibtasks(*args: str, cwd: Path, env: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess[str]:
+    """Run `python -m ibtasks ARGS` in `cwd` and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ibtasks", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True)
