@@ -7,6 +7,7 @@ must give exactly the same elements.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,9 +17,9 @@ import pytest
 from ibtasks.config_bash import Assignment, parse_bash_config
 from ibtasks.errors import UserError
 
-SEED_CONFIG = Path(
-    "/work/shared/reference/seed-goldens/cases/bash-syntax-custom-load/config"
-)  # fmt: skip
+# The shared reference tree sits next to the repository (same rule as tests/conftest.py).
+SHARED = Path(os.environ.get("IBTASKS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SEED_CONFIG = SHARED / "reference/seed-goldens/cases/bash-syntax-custom-load/config"
 
 # Prints name NUL key NUL value NUL for every element of every variable named in "$@".
 _DUMP = r"""
@@ -300,6 +301,7 @@ VALID_SNIPPETS = [
     "A=b{1,2}c*\nB=[x]?",
     "A=(\n  one\n  'two'\n)",
     "A=1\\\n2",
+    'X="a\n\tb"\nA=($X)',
 ]
 
 
