@@ -25,6 +25,7 @@ class Assignment:
     index None, value "": forget every element set so far) followed by one assignment per
     element, indices 0, 1, ...; `NAME+=(c)` appends elements without a marker.
     `value` is the variable's value after the assignment, so `NAME+=x` gives the joined text.
+    `line` is where the assignment starts; for an array literal's element, where the element is.
     """
 
     name: str
@@ -34,10 +35,10 @@ class Assignment:
     replaces_array: bool = False
 
 
-RUN = "config files are read, not executed; "
-PLAIN = RUN + "write plain assignments"
-VALUE = RUN + "write the value itself"
-NUMBER = RUN + "write the number itself"
+_RUN = "config files are read, not executed; "
+_PLAIN = _RUN + "write plain assignments"
+_VALUE = _RUN + "write the value itself"
+_NUMBER = _RUN + "write the number itself"
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _ASSIGN = re.compile(rf"({_NAME})(?:\[([^\]\s]*)\])?(\+?)=")
 _ELEMENT = re.compile(r"\[([^\]\s]*)\]=")
@@ -188,9 +189,9 @@ class _Parser:
         """Raise the most helpful error for a statement that is not an assignment."""
         c2 = self.peek(2)
         if c2 == "((":
-            raise self.error(f"arithmetic ((...)) is not supported: {NUMBER}")
+            raise self.error(f"arithmetic ((...)) is not supported: {_NUMBER}")
         if c2 in ("&&", "||"):
-            raise self.error(f"`{c2}` is not supported: {PLAIN}")
+            raise self.error(f"`{c2}` is not supported: {_PLAIN}")
         c = self.peek()
         if c in "|&<>()":
             what = {
@@ -201,22 +202,22 @@ class _Parser:
                 "(": "subshell `(`",
                 ")": "`)`",
             }[c]
-            raise self.error(f"{what} is not supported: {PLAIN}")
+            raise self.error(f"{what} is not supported: {_PLAIN}")
         word = self.raw_word()
         after = self.pos + len(word)
         rest = self.text[after:].lstrip(" \t")
         if word.isdigit() and self.text[after : after + 1] in ("<", ">"):
-            raise self.error(f"redirection `{word}{self.text[after]}` is not supported: {PLAIN}")
+            raise self.error(f"redirection `{word}{self.text[after]}` is not supported: {_PLAIN}")
         if word in ("source", "."):
             raise self.error(
-                f"`{word}` is not supported: {RUN}copy the other file's assignments into this one"
+                f"`{word}` is not supported: {_RUN}copy the other file's assignments into this one"
             )
         if word in _KEYWORDS:
-            raise self.error(f"`{word}` is not supported: {PLAIN}")
+            raise self.error(f"`{word}` is not supported: {_PLAIN}")
         if word in _DECLARE:
-            raise self.error(f"`{word}` is not supported: {PLAIN}")
+            raise self.error(f"`{word}` is not supported: {_PLAIN}")
         if _NAME_RE.fullmatch(word) and rest.startswith("()"):
-            raise self.error(f"function definitions are not supported: {PLAIN}")
+            raise self.error(f"function definitions are not supported: {_PLAIN}")
         if _NAME_RE.fullmatch(word) and rest.startswith(("=", "+=")):
             raise self.error(
                 f"`{word} =` is not an assignment: bash needs NAME=value without spaces around ="
@@ -225,7 +226,7 @@ class _Parser:
             self.pos += word.index("`" if "`" in word else "$(")
             self.word(array=False)  # raises the error for the substitution
         raise self.error(
-            f"command `{word}` is not supported: {RUN}write only assignments (NAME=value)"
+            f"command `{word}` is not supported: {_RUN}write only assignments (NAME=value)"
         )
 
     # -- assignments ---------------------------------------------------------------------
@@ -445,7 +446,7 @@ class _Parser:
         return [(c, False)]
 
     def backtick(self) -> UserError:
-        return self.error(f"command substitution `...` is not supported: {VALUE}")
+        return self.error(f"command substitution `...` is not supported: {_VALUE}")
 
     # -- expansions ----------------------------------------------------------------------
 
@@ -453,10 +454,10 @@ class _Parser:
         after = self.text[self.pos + 1 : self.pos + 2]
         if after == "(":
             if self.text.startswith("$((", self.pos):
-                raise self.error(f"arithmetic $((...)) is not supported: {NUMBER}")
-            raise self.error(f"command substitution $(...) is not supported: {VALUE}")
+                raise self.error(f"arithmetic $((...)) is not supported: {_NUMBER}")
+            raise self.error(f"command substitution $(...) is not supported: {_VALUE}")
         if after == "[":
-            raise self.error(f"arithmetic $[...] is not supported: {NUMBER}")
+            raise self.error(f"arithmetic $[...] is not supported: {_NUMBER}")
         if after == "{":
             return self.braced(quoted)
         if after == "'" and not quoted:
@@ -475,7 +476,7 @@ class _Parser:
         return [("$", False)]
 
     def special(self, which: str) -> UserError:
-        return self.error(f"special parameter ${which} is not supported: {VALUE}")
+        return self.error(f"special parameter ${which} is not supported: {_VALUE}")
 
     def braced(self, quoted: bool) -> list[_Piece]:
         opened = self.pos
