@@ -9,8 +9,39 @@ from __future__ import annotations
 import os
 
 from ibtasks.config import Config
-from ibtasks.dtedit import DtEdit, render_fdt_command
+from ibtasks.dtedit import Cells, DtEdit, MakeNode, Strings, render_fdt_command
 from ibtasks.layout import Layout
+
+MIN_FDT_RESIZE = 1024  # the seed's `fdt resize 1024`
+
+
+def fdt_growth(edits: list[DtEdit]) -> int:
+    """An upper bound of the bytes the edits add to a DTB (FDT structure and strings blocks).
+
+    `fdt resize` must make at least this much room, or U-Boot fails with FDT_ERR_NOSPACE once
+    there are many domUs; the seed's fixed 1024 bytes runs out after a few.
+    """
+    def pad(n: int) -> int:
+        return (n + 3) & ~3
+
+    total = 0
+    for edit in edits:
+        if isinstance(edit, MakeNode):
+            total += 8 + pad(len(edit.name) + 1)  # BEGIN_NODE + name, END_NODE
+            continue
+        if isinstance(edit.value, Strings):
+            size = sum(len(item.encode()) + 1 for item in edit.value.items)
+        elif isinstance(edit.value, Cells):
+            size = 4 * len(edit.value.items)
+        else:
+            size = 0
+        total += 12 + pad(size) + len(edit.name) + 1  # PROP header, value, name in strings
+    return total
+
+
+def fdt_resize_bytes(edits: list[DtEdit]) -> int:
+    growth = fdt_growth(edits)
+    return max(MIN_FDT_RESIZE, (growth + MIN_FDT_RESIZE - 1) // MIN_FDT_RESIZE * MIN_FDT_RESIZE)
 
 
 def script_path(config: Config, path: str) -> str:
@@ -39,7 +70,7 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
     dtb = layout.region(config.device_tree.key).address
     if not config.preedited_dtb:
         lines.append(f"fdt addr 0x{dtb:X}")
-        lines.append("fdt resize 1024")
+        lines.append(f"fdt resize {fdt_resize_bytes(edits)}")
         lines += [render_fdt_command(edit) for edit in edits]
     lines.append("setenv fdt_high 0xffffffffffffffff")
     xen = layout.region(config.xen.key).address
