@@ -1,0 +1,113 @@
+"""Incremental and reproducible builds, checked through doit's own record of what ran.
+
+Each build runs the CLI with `-- run --reporter json`, doit's JSON reporter; a task "ran" when
+its result is "success" and it has actions (the `ib_check` group task has none).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+from tests.conftest import GOLDENS, run_ibtasks
+
+CONFIG = GOLDENS / "cases" / "readme-tftp" / "config"
+OUTPUTS = ("boot.source", "boot.scr", "boot.dtb")
+
+
+def build(inputs: Path, *extra: str) -> set[str]:
+    """Build and return the names of the tasks whose actions ran."""
+    result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", *extra,
+                         "--", "run", "--reporter", "json", cwd=inputs)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    return {t["name"] for t in report["tasks"]
+            if t["result"] == "success" and t["name"] != "ib_check"}
+
+
+def prepare(inputs: Path) -> Path:
+    shutil.copy(CONFIG, inputs / "config")
+    return inputs
+
+
+ALL_TASKS = {
+    "ib_check:XEN", "ib_check:DOM0_KERNEL", "ib_check:DOM0_RAMDISK", "ib_check:DOMU_KERNEL[0]",
+    "ib_check:DOMU_RAMDISK[0]", "ib_check:DOMU_PASSTHROUGH_DTB[0]", "ib_check:DOMU_KERNEL[1]",
+    "ib_check:DOMU_RAMDISK[1]", "ib_check:DEVICE_TREE", "ib_layout", "ib_dtb", "ib_boot_source",
+    "ib_boot_scr",
+}
+
+
+def test_first_build_runs_every_task(seed_inputs: Path) -> None:
+    assert build(prepare(seed_inputs)) == ALL_TASKS
+
+
+def test_second_build_runs_nothing(seed_inputs: Path) -> None:
+    build(prepare(seed_inputs))
+    assert build(seed_inputs) == set()
+
+
+def test_touching_a_kernel_without_changing_it_runs_nothing(seed_inputs: Path) -> None:
+    build(prepare(seed_inputs))
+    kernel = seed_inputs / "zynqmp-dom1" / "Image-domU"
+    os.utime(kernel, (1, 1))
+    assert build(seed_inputs) == set()
+    assert build(seed_inputs) == set()
+
+
+def test_a_kernel_rebuilt_with_the_same_size_stops_at_its_check(seed_inputs: Path) -> None:
+    build(prepare(seed_inputs))
+    kernel = seed_inputs / "zynqmp-dom1" / "Image-domU"
+    data = bytearray(kernel.read_bytes())
+    data[-1] ^= 0xFF
+    kernel.write_bytes(bytes(data))
+    assert build(seed_inputs) == {"ib_check:DOMU_KERNEL[0]"}
+
+
+def test_a_domu_kernel_of_another_size_reruns_only_what_depends_on_it(seed_inputs: Path) -> None:
+    build(prepare(seed_inputs))
+    kernel = seed_inputs / "zynqmp-dom2" / "Image-domU"
+    kernel.write_bytes(kernel.read_bytes() + b"\0" * 4096)
+    assert build(seed_inputs) == {"ib_check:DOMU_KERNEL[1]", "ib_layout", "ib_dtb",
+                                  "ib_boot_source", "ib_boot_scr"}
+
+
+def test_a_changed_bootarg_reruns_only_the_tasks_that_read_it(seed_inputs: Path) -> None:
+    build(prepare(seed_inputs))
+    config = seed_inputs / "config"
+    config.write_text(config.read_text().replace("sched=null", "sched=credit2"))
+    assert build(seed_inputs) == {"ib_dtb", "ib_boot_source", "ib_boot_scr"}
+
+
+def test_a_new_source_date_epoch_reruns_only_boot_scr(seed_inputs: Path) -> None:
+    build(prepare(seed_inputs))
+    os.environ["SOURCE_DATE_EPOCH"] = "1234567"
+    try:
+        assert build(seed_inputs) == {"ib_boot_scr"}
+    finally:
+        del os.environ["SOURCE_DATE_EPOCH"]
+    stamp = struct.unpack(">I", (seed_inputs / "boot.scr").read_bytes()[8:12])[0]
+    assert stamp == 1234567
+
+
+def test_a_deleted_output_is_rebuilt_alone(seed_inputs: Path) -> None:
+    build(prepare(seed_inputs))
+    (seed_inputs / "boot.scr").unlink()
+    assert build(seed_inputs) == {"ib_boot_scr"}
+
+
+def test_builds_in_two_directories_at_two_times_are_byte_identical(seed_inputs_master: Path,
+                                                                   tmp_path: Path) -> None:
+    digests = []
+    for n, when in enumerate((1_000_000, 2_000_000_000)):
+        inputs = tmp_path / f"build{n}"
+        shutil.copytree(seed_inputs_master, inputs)
+        for path in inputs.rglob("*"):
+            os.utime(path, (when, when))
+        prepare(inputs)
+        build(inputs)
+        digests.append([(inputs / name).read_bytes() for name in OUTPUTS])
+    assert digests[0] == digests[1]
