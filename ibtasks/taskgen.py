@@ -37,6 +37,7 @@ WORK_DIR_NAME = ".ibtasks"
 DEFAULT_EPOCH = 0  # boot.scr's timestamp when SOURCE_DATE_EPOCH is unset: builds stay identical
 
 TaskDict = dict[str, Any]
+BOOT_TASKS = ("ib_check", "ib_layout", "ib_dtb", "ib_boot_source", "ib_boot_scr")
 
 
 def source_date_epoch(environ: os._Environ[str] | dict[str, str]) -> int:
