@@ -132,6 +132,8 @@ def assemble_disk(
     record = target.with_name(target.name + ".parts.json")
     partial = target.with_name(target.name + ".partial")
     old = _load_record(record, target, digest)
+    if old is not None and old == [_stamp(os.stat(part.image)) for part in partitions]:
+        return DiskResult(target, table, (), 0)  # up to date: do not even touch it
     written: list[int] = []
     copied = 0
     try:
@@ -143,9 +145,8 @@ def assemble_disk(
             target.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.ftruncate(fd, table.total_sectors * SECTOR)
-            os.pwrite(fd, primary, 0)
-            os.pwrite(fd, backup, table.total_sectors * SECTOR - len(backup))
+            if old is None:  # an unchanged layout has the same table bytes already
+                os.pwrite(fd, primary, 0)
             stamps = []
             for number, (part, entry) in enumerate(
                 zip(partitions, table.partitions, strict=True), start=1
@@ -159,6 +160,9 @@ def assemble_disk(
                     _clear(fd, start, entry.sectors * SECTOR)
                 copied += _write_image(part.image, fd, start, stamp["size"])
                 written.append(number)
+            if old is None:
+                os.ftruncate(fd, table.total_sectors * SECTOR)
+                os.pwrite(fd, backup, table.total_sectors * SECTOR - len(backup))
         finally:
             os.close(fd)
         os.replace(partial, target)

@@ -1,0 +1,237 @@
+"""disk.img assembly: layout read back by sfdisk/sgdisk, partitions checked by fsck.fat and
+e2fsck, sparse output, and in-place updates that rewrite only the changed partition."""
+
+import json
+import os
+import resource
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ibtasks.disk import DiskResult, PartitionImage, assemble_disk
+from ibtasks.errors import UserError
+from ibtasks.fat import BootFile, build_fat_image
+from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
+
+MIB = 1024 * 1024
+EPOCH = 1700000000
+DISK_GUID = derive_guid("test-config", "disk")
+
+
+def make_boot(root: Path, kernel: bytes = b"K" * 3000) -> Path:
+    src = root / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "xen").write_bytes(b"X" * 5000)
+    (src / "Image").write_bytes(kernel)
+    files = [BootFile("xen", src / "xen"), BootFile("dom1/Image", src / "Image")]
+    out = root / "work" / "boot.vfat"
+    build_fat_image(out, files, volume_id=0xB007, label="BOOT", epoch=EPOCH)
+    return out
+
+
+def make_ext4(path: Path, mib: int = 6, marker: bytes = b"rootfs") -> Path:
+    """A tiny reproducible ext4 image (fixed UUID, hash seed and time) with one file."""
+    tree = path.parent / (path.name + ".tree")
+    tree.mkdir(parents=True, exist_ok=True)
+    (tree / "marker").write_bytes(marker)
+    os.utime(tree / "marker", (EPOCH, EPOCH))
+    os.utime(tree, (EPOCH, EPOCH))
+    env = dict(os.environ, E2FSPROGS_FAKE_TIME=str(EPOCH))
+    uid = "0a0b0c0d-0000-4000-8000-000000000001"
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-b", "4096", "-t", "ext4", "-U", uid,
+         "-E", f"hash_seed={uid}", "-d", str(tree), str(path), f"{mib}M"],
+        check=True, env=env,
+    )
+    return path
+
+
+def partitions(boot: Path, rootfs: Path, rootfs_size: int | None = None) -> list[PartitionImage]:
+    return [
+        PartitionImage("Linux1", BASIC_DATA, derive_guid("test-config", "boot"), boot),
+        PartitionImage(
+            "Linux2", LINUX_FILESYSTEM, derive_guid("test-config", "dom0"), rootfs, rootfs_size
+        ),
+    ]
+
+
+def build(root: Path) -> tuple[DiskResult, list[PartitionImage]]:
+    parts = partitions(make_boot(root), make_ext4(root / "work" / "dom0.ext4"))
+    return assemble_disk(root / "disk.img", DISK_GUID, parts), parts
+
+
+def extract(disk: Path, start_sector: int, sectors: int, out: Path) -> Path:
+    subprocess.run(
+        ["dd", f"if={disk}", f"of={out}", "bs=512", f"skip={start_sector}", f"count={sectors}",
+         "status=none"],
+        check=True,
+    )
+    return out
+
+
+def test_sfdisk_reads_the_expected_layout(tmp_path: Path) -> None:
+    result, _ = build(tmp_path)
+    out = subprocess.run(["sfdisk", "--json", str(tmp_path / "disk.img")], check=True,
+                         capture_output=True)
+    table = json.loads(out.stdout)["partitiontable"]
+    # boot: 5000 + 3000 bytes + 16 MiB -> 18 MiB; rootfs 6 MiB; disk ends 1 MiB after it.
+    assert table["id"] == str(DISK_GUID).upper()
+    assert [(p["start"], p["size"], p["type"], p["name"]) for p in table["partitions"]] == [
+        (2048, 18 * 2048, str(BASIC_DATA).upper(), "Linux1"),
+        (2048 + 18 * 2048, 6 * 2048, str(LINUX_FILESYSTEM).upper(), "Linux2"),
+    ]
+    assert (tmp_path / "disk.img").stat().st_size == (1 + 18 + 6 + 1) * MIB == result.size
+    verify = subprocess.run(["sgdisk", "-v", str(tmp_path / "disk.img")], capture_output=True,
+                            text=True)
+    assert verify.returncode == 0 and "No problems found" in verify.stdout, verify.stdout
+
+
+def test_partitions_pass_fsck_and_hold_their_files(tmp_path: Path) -> None:
+    build(tmp_path)
+    disk = tmp_path / "disk.img"
+    boot = extract(disk, 2048, 18 * 2048, tmp_path / "p1")
+    assert subprocess.run(["fsck.fat", "-n", str(boot)], capture_output=True).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTOOLS")}
+    kernel = subprocess.run(["mtype", "-i", f"{disk}@@{2048 * 512}", "::/dom1/Image"],
+                            check=True, capture_output=True, env=env).stdout
+    assert kernel == b"K" * 3000
+    root = extract(disk, 2048 + 18 * 2048, 6 * 2048, tmp_path / "p2")
+    check = subprocess.run(["e2fsck", "-fn", str(root)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    dump = subprocess.run(["debugfs", "-R", "cat /marker", str(root)], check=True,
+                          capture_output=True).stdout
+    assert dump == b"rootfs"
+
+
+def test_disk_is_sparse(tmp_path: Path) -> None:
+    result, _ = build(tmp_path)
+    st = (tmp_path / "disk.img").stat()
+    assert st.st_blocks * 512 < st.st_size // 4
+    assert result.written == (1, 2)
+    assert result.bytes_copied < st.st_size // 4
+
+
+def test_two_builds_in_different_directories_give_identical_bytes(tmp_path: Path) -> None:
+    build(tmp_path / "a")
+    build(tmp_path / "b")
+    assert (tmp_path / "a" / "disk.img").read_bytes() == (tmp_path / "b" / "disk.img").read_bytes()
+
+
+def test_changed_boot_image_rewrites_only_the_boot_partition_in_place(tmp_path: Path) -> None:
+    _, parts = build(tmp_path)
+    disk = tmp_path / "disk.img"
+    before = disk.stat()
+    rootfs_bytes = disk.read_bytes()[19 * MIB : 25 * MIB]
+    make_boot(tmp_path, kernel=b"N" * 4000)  # a new kernel: same partition size
+    result = assemble_disk(disk, DISK_GUID, parts)
+    after = disk.stat()
+    assert result.written == (1,)
+    assert after.st_ino == before.st_ino  # updated in place, not copied
+    assert after.st_blocks * 512 < after.st_size // 4
+    assert disk.read_bytes()[19 * MIB : 25 * MIB] == rootfs_bytes
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTOOLS")}
+    kernel = subprocess.run(["mtype", "-i", f"{disk}@@{2048 * 512}", "::/dom1/Image"],
+                            check=True, capture_output=True, env=env).stdout
+    assert kernel == b"N" * 4000
+    record = json.loads((tmp_path / "disk.img.parts.json").read_text())
+    assert record["parts"][0]["ino"] == parts[0].image.stat().st_ino
+    assert record["disk"]["mtime_ns"] == after.st_mtime_ns
+
+
+def test_unchanged_images_leave_the_disk_untouched(tmp_path: Path) -> None:
+    _, parts = build(tmp_path)
+    disk = tmp_path / "disk.img"
+    before = disk.stat().st_mtime_ns
+    assert assemble_disk(disk, DISK_GUID, parts).written == ()
+    assert disk.stat().st_mtime_ns == before
+
+
+def test_smaller_new_image_leaves_no_stale_bytes_behind(tmp_path: Path) -> None:
+    boot = make_boot(tmp_path)
+    big = tmp_path / "work" / "dom0.ext4"
+    big.write_bytes(b"\xaa" * (3 * MIB))
+    disk = tmp_path / "disk.img"
+    assemble_disk(disk, DISK_GUID, partitions(boot, big, rootfs_size=4 * MIB))
+    tmp = big.with_name("new")
+    tmp.write_bytes(b"\xbb" * MIB)
+    os.replace(tmp, big)
+    result = assemble_disk(disk, DISK_GUID, partitions(boot, big, rootfs_size=4 * MIB))
+    assert result.written == (2,)
+    region = disk.read_bytes()[19 * MIB : 23 * MIB]
+    assert region == b"\xbb" * MIB + bytes(3 * MIB)
+
+
+def test_changed_layout_rewrites_every_partition(tmp_path: Path) -> None:
+    _, parts = build(tmp_path)
+    make_ext4(parts[1].image, mib=8)
+    result = assemble_disk(tmp_path / "disk.img", DISK_GUID, parts)
+    assert result.written == (1, 2)
+    assert (tmp_path / "disk.img").stat().st_size == (1 + 18 + 8 + 1) * MIB
+
+
+def test_image_larger_than_its_partition_is_rejected(tmp_path: Path) -> None:
+    boot = make_boot(tmp_path)
+    rootfs = make_ext4(tmp_path / "work" / "dom0.ext4", mib=6)
+    with pytest.raises(UserError, match=r"partition 2 \(Linux2\): size 0x400000 \(4194304\)"):
+        assemble_disk(tmp_path / "disk.img", DISK_GUID, partitions(boot, rootfs, 4 * MIB))
+    assert not (tmp_path / "disk.img").exists()
+
+
+def _assemble_with_file_size_limit(root: Path, limit: int) -> subprocess.CompletedProcess[str]:
+    """Run assemble_disk in a child limited to writing `limit` bytes per file (RLIMIT_FSIZE)."""
+    code = (
+        "import sys, pathlib\n"
+        "from ibtasks.disk import PartitionImage, assemble_disk\n"
+        "from ibtasks.errors import UserError\n"
+        "from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid\n"
+        "root = pathlib.Path(sys.argv[1])\n"
+        "parts = [PartitionImage('Linux1', BASIC_DATA, derive_guid('test-config', 'boot'),"
+        " root / 'work' / 'boot.vfat'),"
+        " PartitionImage('Linux2', LINUX_FILESYSTEM, derive_guid('test-config', 'dom0'),"
+        " root / 'work' / 'dom0.ext4')]\n"
+        "try:\n"
+        "    assemble_disk(root / 'disk.img', derive_guid('test-config', 'disk'), parts)\n"
+        "except UserError as exc:\n"
+        "    sys.exit(str(exc))\n"
+    )
+
+    def limit_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    src = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        ["python3", "-c", code, str(root)], capture_output=True, text=True,
+        preexec_fn=limit_size, env=dict(os.environ, PYTHONPATH=str(src)),
+    )
+
+
+def test_failed_first_build_leaves_no_disk_image(tmp_path: Path) -> None:
+    make_boot(tmp_path)
+    make_ext4(tmp_path / "work" / "dom0.ext4")
+    run = _assemble_with_file_size_limit(tmp_path, 19 * MIB + 1024)
+    assert run.returncode == 1
+    assert run.stderr.startswith(f"cannot write {tmp_path / 'disk.img'}: ")
+    assert "File too large" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "work"]
+
+
+def test_failed_update_leaves_no_disk_image_and_the_next_run_rewrites_everything(
+    tmp_path: Path,
+) -> None:
+    _, parts = build(tmp_path)
+    make_ext4(parts[1].image, marker=b"new rootfs")  # same size: an in-place update
+    run = _assemble_with_file_size_limit(tmp_path, 19 * MIB + 1024)  # rootfs: 19 MiB
+    assert run.returncode == 1 and "File too large" in run.stderr
+    assert not (tmp_path / "disk.img").exists()
+    assert not (tmp_path / "disk.img.parts.json").exists()
+    assert not (tmp_path / "disk.img.partial").exists()
+    result = assemble_disk(tmp_path / "disk.img", DISK_GUID, parts)
+    assert result.written == (1, 2)
+
+
+def test_missing_partition_image_is_reported(tmp_path: Path) -> None:
+    boot = make_boot(tmp_path)
+    with pytest.raises(UserError, match=r"partition 2 \(Linux2\): .*nope: No such file"):
+        assemble_disk(tmp_path / "disk.img", uuid.uuid4(), partitions(boot, tmp_path / "nope"))
