@@ -14,6 +14,7 @@ from ibtasks.disk import DiskResult, PartitionImage, assemble_disk
 from ibtasks.errors import UserError
 from ibtasks.fat import BootFile, build_fat_image
 from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
+from tests.unprivileged import run_as_user, unprivileged_python, user_writable_dir
 
 MIB = 1024 * 1024
 EPOCH = 1700000000
@@ -235,3 +236,50 @@ def test_missing_partition_image_is_reported(tmp_path: Path) -> None:
     boot = make_boot(tmp_path)
     with pytest.raises(UserError, match=r"partition 2 \(Linux2\): .*nope: No such file"):
         assemble_disk(tmp_path / "disk.img", uuid.uuid4(), partitions(boot, tmp_path / "nope"))
+
+
+UNPRIVILEGED_BUILD = """
+import os, subprocess, sys
+from pathlib import Path
+from ibtasks.disk import PartitionImage, assemble_disk
+from ibtasks.fat import BootFile, build_fat_image
+from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
+
+root = Path(sys.argv[1])
+(root / "src").mkdir()
+(root / "src" / "Image").write_bytes(b"kernel" * 1000)
+boot = root / "boot.vfat"
+build_fat_image(boot, [BootFile("dom1/Image", root / "src" / "Image")],
+                volume_id=1, label="BOOT", epoch=1700000000)
+rootfs = root / "dom0.ext4"
+subprocess.run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-d", str(root / "src"), str(rootfs),
+                "4M"], check=True)
+parts = [PartitionImage("Linux1", BASIC_DATA, derive_guid("u", "1"), boot),
+         PartitionImage("Linux2", LINUX_FILESYSTEM, derive_guid("u", "2"), rootfs)]
+first = assemble_disk(root / "disk.img", derive_guid("u", "disk"), parts)
+build_fat_image(boot, [BootFile("dom1/Image", root / "src" / "Image"),
+                       BootFile("xen", root / "src" / "Image")],
+                volume_id=1, label="BOOT", epoch=1700000000)
+second = assemble_disk(root / "disk.img", derive_guid("u", "disk"), parts)
+print(first.written, second.written)
+"""
+
+
+def test_an_unprivileged_user_builds_and_updates_the_disk(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    work = user_writable_dir(tmp_path / "work")
+    run = run_as_user([unprivileged_python(), "-c", UNPRIVILEGED_BUILD, work], cwd=work)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "(1, 2) (1,)"
+    disk = work / "disk.img"
+    if os.geteuid() == 0:
+        assert disk.stat().st_uid != 0  # really built by the test user
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(disk)], check=True,
+                                      capture_output=True).stdout)["partitiontable"]
+    assert [(p["start"], p["size"]) for p in table["partitions"]] == [
+        (2048, 18 * 2048), (2048 + 18 * 2048, 4 * 2048)
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTOOLS")}
+    listing = subprocess.run(["mdir", "-b", "-/", "-i", f"{disk}@@{2048 * 512}", "::"],
+                             check=True, capture_output=True, text=True, env=env).stdout
+    assert sorted(listing.split()) == ["::/dom1/", "::/dom1/Image", "::/xen"]
