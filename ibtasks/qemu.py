@@ -250,6 +250,10 @@ class _Session:
             raise _Failure(f"no success within the overall timeout of {limit:g} s")
         if now - self.last_output > self.spec.idle_seconds:
             raise _Failure(f"console silent for {self.spec.idle_seconds:g} s")
+        self._read(wait)
+        self._check_failures()
+
+    def _read(self, wait: float) -> None:
         for _key, _events in self.selector.select(timeout=wait):
             try:
                 data = os.read(self.fd, 65536)
@@ -260,7 +264,16 @@ class _Session:
                 raise _Failure(f"QEMU exited with status {code}")
             self.console.add(data)
             self.last_output = time.monotonic()
-        self._check_failures()
+
+    def _whole_line(self, index: int) -> str:
+        """The console line at `index`, after waiting up to 2 s for its end to arrive."""
+        deadline = time.monotonic() + 2.0
+        while self.console.text.find("\n", index) < 0 and time.monotonic() < deadline:
+            try:
+                self._read(0.1)
+            except _Failure:
+                break
+        return self.console.line_at(index)
 
     def _check_failures(self) -> None:
         text = self.console.text
@@ -268,7 +281,7 @@ class _Session:
         for pattern in self.spec.failure_patterns:
             index = text.find(pattern, self.failure_from)
             if index >= 0:
-                raise _Failure(f"console: {self.console.line_at(index)}")
+                raise _Failure(f"console: {self._whole_line(index)}")
         if self.prompt_failure_from is not None:
             index = text.find("\n" + UBOOT_PROMPT, self.prompt_failure_from)
             if index >= 0:

@@ -1,0 +1,133 @@
+"""Helpers for the QEMU boot tests: real arm64 binaries, initramfs images and the board's DTB.
+
+They reuse the qemu-virt example's modules and its download cache (`IBTASKS_CACHE`), so the
+tests and the example fetch Debian's packages once between them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ibtasks.fsutil import write_atomic
+from ibtasks.qemu import BootResult, BootSpec, Machine, boot, tftp_args, tftp_commands
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "qemu-virt"
+if str(EXAMPLE) not in sys.path:
+    sys.path.insert(0, str(EXAMPLE))
+
+import board  # noqa: E402
+import debian  # noqa: E402
+import initramfs  # noqa: E402
+import system  # noqa: E402
+
+MACHINE = Machine()
+DOMAIN_NAMES = ("dom0", "domu0", "domu1", "domu2")
+
+
+@dataclass(frozen=True)
+class BootParts:
+    """Built once per session: Xen, the kernel, the DTB and one initramfs per domain."""
+
+    directory: Path
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+
+def prepare_boot_parts(out: Path) -> BootParts:
+    """Fetch (or reuse) the binaries and build the parts every boot scenario shares in `out`."""
+    found = debian.fetch_binaries(debian.cache_root(), say=print)
+    debian.copy_into(found.xen, out / "xen")
+    debian.copy_into(found.kernel, out / "Image")
+    board.build_dtb(MACHINE, out / "virt.dtb")
+    busybox = found.busybox.read_bytes()
+    for name in DOMAIN_NAMES:
+        image = initramfs.build_initramfs(busybox, system.marker_for(name))
+        write_atomic(out / f"{name}.cpio.gz", image)
+    return BootParts(out)
+
+
+def gzip_file(source: Path, target: Path) -> None:
+    """A gzip'd copy with no name or time in its header (level 1: the kernel is 33 MB)."""
+    with source.open("rb") as raw, gzip.GzipFile(target, "wb", compresslevel=1, mtime=0) as gz:
+        while chunk := raw.read(1 << 20):
+            gz.write(chunk)
+
+
+def domain(
+    name: str,
+    kernel: str = "Image",
+    *,
+    mem_mb: int | None = None,
+    vcpus: int | None = None,
+    cmd: str | None = None,
+    noboot: bool = False,
+) -> system.Domain:
+    """The domain `name` with its own initramfs and marker."""
+    return system.Domain(
+        marker=system.marker_for(name),
+        kernel=kernel,
+        ramdisk=f"{name}.cpio.gz",
+        mem_mb=mem_mb,
+        vcpus=vcpus,
+        cmd=cmd,
+        noboot=noboot,
+    )
+
+
+def build_system(
+    parts: BootParts,
+    workdir: Path,
+    domus: Sequence[system.Domain],
+    *,
+    extra_files: Sequence[Path] = (),
+    fdtedit: str | None = None,
+) -> Path:
+    """A TFTP directory with the binaries, a config and our boot.scr; the directory."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("xen", "Image", "virt.dtb", *(f"{n}.cpio.gz" for n in DOMAIN_NAMES)):
+        debian.copy_into(parts.path(name), workdir / name)
+    for extra in extra_files:
+        debian.copy_into(extra, workdir / extra.name)
+    dom0 = domain("dom0")
+    config = workdir / "config"
+    config.write_text(system.render_config(MACHINE, "xen", "virt.dtb", dom0, domus, fdtedit))
+    output = system.generate_boot_script(config, workdir, preedited_dtb=fdtedit is not None)
+    print(output.strip())
+    return workdir
+
+
+def boot_system(
+    workdir: Path,
+    markers: Sequence[str],
+    absent_markers: Sequence[str] = (),
+    settle_seconds: float = 0.0,
+    idle_seconds: float = 60.0,
+) -> BootResult:
+    """Boot the TFTP directory under QEMU; print which marker arrived when."""
+    spec = BootSpec(
+        commands=tftp_commands(),
+        markers=tuple(markers),
+        absent_markers=tuple(absent_markers),
+        log_path=workdir / "console.log",
+        media_args=tftp_args(workdir),
+        machine=MACHINE,
+        timeout_seconds=240.0,
+        idle_seconds=idle_seconds,
+        settle_seconds=settle_seconds,
+    )
+    result = boot(spec)
+    print(result.summary())
+    return result
+
+
+def reported_values(line: str) -> dict[str, str]:
+    """The `key=value` fields an /init marker line reports; `cmdline` takes the rest."""
+    head, _, cmdline = line.partition(" cmdline=")
+    fields = dict(word.split("=", 1) for word in head.split() if "=" in word)
+    fields["cmdline"] = cmdline
+    return fields
