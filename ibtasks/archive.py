@@ -128,7 +128,7 @@ def extract_archive(archive: Path, where: str, dest: Path, epoch: int) -> Extrac
         | extract.EXTRACT_PERM
         | extract.EXTRACT_UNLINK
         | extract.EXTRACT_SPARSE
-        | extract.PREVENT_ESCAPE
+        | extract.PREVENT_ESCAPE  # a second guard behind our own checks
     )
     mtimes: dict[str, int] = {}
     symlinks: set[str] = set()

@@ -1,0 +1,166 @@
+"""Run test commands as an ordinary user, because sessions and CI run as root and root hides a
+missing rootless step (a chown, a mknod) that users' builds would hit.
+
+`run_as_user` drops to the user named by IBTASKS_TEST_USER (default `ibtest`) with setpriv when
+we are root; `unprivileged_python` gives a Python that user can run, with ibtasks importable:
+IBTASKS_TEST_PYTHON if CI provides one, else a virtual environment made once under /tmp from
+/usr/bin/python3 (root's own Python lives under /root, which other users cannot enter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Needed by the code the user runs but not (yet) in pyproject.toml's dependencies.
+EXTRA_PACKAGES = ("libarchive-c>=5",)
+BASE_PYTHON = "/usr/bin/python3"
+
+
+def test_user() -> str:
+    """The name of the unprivileged user the tests run as."""
+    return os.environ.get("IBTASKS_TEST_USER", "ibtest")
+
+
+def _user_entry() -> pwd.struct_passwd:
+    name = test_user()
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pytest.fail(
+            f"test user {name!r} does not exist: run `useradd -m {name}` as root "
+            "(.ci/run creates it), or set IBTASKS_TEST_USER to an existing ordinary user",
+            pytrace=False,
+        )
+
+
+def _user_home(user: pwd.struct_passwd) -> str:
+    """A HOME the user can write: theirs if it exists and is theirs, else a private tmp dir."""
+    home = user.pw_dir
+    try:
+        if os.stat(home).st_uid == user.pw_uid:
+            return home
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"ibtasks-home-{user.pw_name}"
+    fallback.mkdir(mode=0o700, exist_ok=True)
+    os.chown(fallback, user.pw_uid, user.pw_gid)
+    return str(fallback)
+
+
+def run_as_user(
+    argv: Sequence[str | os.PathLike[str]],
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `argv` in `cwd`, as the test user when we are root, capturing text output.
+
+    `env` is added to a small clean environment (PATH with the sbin directories, LC_ALL).
+    """
+    full_env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "LC_ALL": "C.UTF-8",
+        "HOME": os.environ.get("HOME", "/tmp"),
+    }
+    command = [os.fspath(a) for a in argv]
+    if os.geteuid() == 0:
+        user = _user_entry()
+        full_env["HOME"] = _user_home(user)
+        full_env["USER"] = full_env["LOGNAME"] = user.pw_name
+        uid = str(user.pw_uid)
+        command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *command]
+    full_env.update(env or {})
+    return subprocess.run(
+        command, cwd=cwd, env=full_env, capture_output=True, text=True, check=False
+    )
+
+
+def _requirements() -> list[str]:
+    """The project's runtime dependencies from pyproject.toml, plus EXTRA_PACKAGES."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return sorted({*project.get("dependencies", []), *EXTRA_PACKAGES})
+
+
+def _venv_site_packages(venv: Path) -> Path:
+    """site-packages of a venv made from BASE_PYTHON (same version as reported by it)."""
+    out = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def _make_venv(target: Path, requirements: list[str]) -> None:
+    """Make the venv in a temporary sibling and rename it: concurrent runs never see half of one."""
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp-"))
+    try:
+        subprocess.run([BASE_PYTHON, "-m", "venv", str(staging)], check=True, capture_output=True)
+        pip = [str(staging / "bin" / "python"), "-m", "pip", "install", "-q", *requirements]
+        done = subprocess.run(pip, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.fail(
+                f"cannot install {requirements} into {staging}:\n{done.stderr}", pytrace=False
+            )
+        # ibtasks itself comes from this checkout, so the venv never holds a stale copy.
+        (_venv_site_packages(staging) / "ibtasks-checkout.pth").write_text(f"{REPO}\n")
+        os.chmod(staging, 0o755)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def unprivileged_python() -> Path:
+    """A Python the test user can run, with ibtasks (from this checkout) and its deps importable."""
+    given = os.environ.get("IBTASKS_TEST_PYTHON")
+    if given:
+        python = Path(given)
+    elif os.geteuid() != 0:
+        python = Path(sys.executable)
+    else:
+        requirements = _requirements()
+        tag = hashlib.sha256(repr((str(REPO), requirements)).encode()).hexdigest()[:12]
+        venv = Path(tempfile.gettempdir()) / f"ibtasks-test-venv-{tag}"
+        if not (venv / "bin" / "python").exists():
+            _make_venv(venv, requirements)
+        python = venv / "bin" / "python"
+    probe = run_as_user([python, "-c", "import ibtasks, libarchive"], cwd="/")
+    if probe.returncode != 0:
+        pytest.fail(
+            f"{python} cannot import ibtasks as user {test_user()!r}: {probe.stderr.strip()}\n"
+            f"(the checkout {REPO} and its parent directories must be readable by that user)",
+            pytrace=False,
+        )
+    return python
+
+
+def user_writable_dir(path: Path) -> Path:
+    """Make `path` (a pytest tmp dir) writable by the test user and its parents traversable."""
+    path.chmod(0o777)
+    for parent in path.parents:
+        if parent == Path(parent.anchor):
+            break
+        mode = parent.stat().st_mode
+        if mode & 0o001 == 0:
+            parent.chmod(mode | 0o001)
+    return path
