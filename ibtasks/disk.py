@@ -156,9 +156,11 @@ def assemble_disk(
                 if old is not None and number <= len(old) and old[number - 1] == stamp:
                     continue
                 start = entry.first_lba * SECTOR
-                if old is not None:
-                    _clear(fd, start, entry.sectors * SECTOR)
-                copied += _write_image(part.image, fd, start, stamp["size"])
+                # Updating in place: punch holes where the new image has none of its own
+                # data, overwrite the rest (cheaper than freeing all blocks, then allocating).
+                copied += _write_image(part.image, fd, start, stamp["size"], old is not None)
+                if old is not None and entry.sectors * SECTOR > stamp["size"]:
+                    _clear(fd, start + stamp["size"], entry.sectors * SECTOR - stamp["size"])
                 written.append(number)
             if old is None:
                 os.ftruncate(fd, table.total_sectors * SECTOR)
@@ -183,32 +185,42 @@ def assemble_disk(
     return DiskResult(target, table, tuple(written), copied)
 
 
-def _write_image(image: Path, fd: int, offset: int, size: int) -> int:
+def _write_image(image: Path, fd: int, offset: int, size: int, punch: bool) -> int:
     src = os.open(image, os.O_RDONLY)
     try:
         if os.fstat(src).st_size != size:
             raise UserError(f"{image} changed while disk.img was written; run again")
-        return copy_sparse(src, fd, size, 0, offset)
+        return copy_sparse(src, fd, size, 0, offset, punch_holes=punch)
     finally:
         os.close(src)
 
 
-def copy_sparse(src: int, dst: int, length: int, src_offset: int = 0, dst_offset: int = 0) -> int:
+def copy_sparse(
+    src: int,
+    dst: int,
+    length: int,
+    src_offset: int = 0,
+    dst_offset: int = 0,
+    *,
+    punch_holes: bool = False,
+) -> int:
     """Copy the data (not the holes) of `length` bytes between two files; return bytes copied.
 
-    The destination's bytes under the source's holes are left as they are, so it must be
-    zero there already (a fresh sparse file, or a range cleared with `_clear`).
+    Under the source's holes the destination is left as it is (it must be zeros there, as in a
+    fresh sparse file) or, with `punch_holes`, made a hole too.
     """
     end = src_offset + length
     position = src_offset
     copied = 0
     while position < end:
         try:
-            data = os.lseek(src, position, os.SEEK_DATA)
+            data = min(os.lseek(src, position, os.SEEK_DATA), end)
         except OSError as exc:
-            if exc.errno == errno.ENXIO:  # only a hole is left
-                break
-            raise
+            if exc.errno != errno.ENXIO:
+                raise
+            data = end  # only a hole is left
+        if punch_holes and data > position:
+            _clear(dst, dst_offset + (position - src_offset), data - position)
         if data >= end:
             break
         hole = min(os.lseek(src, data, os.SEEK_HOLE), end)

@@ -164,6 +164,22 @@ def test_smaller_new_image_leaves_no_stale_bytes_behind(tmp_path: Path) -> None:
     assert region == b"\xbb" * MIB + bytes(3 * MIB)
 
 
+def test_holes_in_a_new_image_become_zeros_where_the_old_image_had_data(tmp_path: Path) -> None:
+    boot = make_boot(tmp_path)
+    image = tmp_path / "work" / "dom0.ext4"
+    image.write_bytes(b"\xaa" * (3 * MIB))
+    disk = tmp_path / "disk.img"
+    assemble_disk(disk, DISK_GUID, partitions(boot, image))
+    tmp = image.with_name("new")
+    with open(tmp, "wb") as f:  # data, a 1 MiB hole, data
+        f.write(b"\xbb" * MIB)
+        f.seek(2 * MIB)
+        f.write(b"\xcc" * MIB)
+    os.replace(tmp, image)
+    assert assemble_disk(disk, DISK_GUID, partitions(boot, image)).written == (2,)
+    assert disk.read_bytes()[19 * MIB : 22 * MIB] == b"\xbb" * MIB + bytes(MIB) + b"\xcc" * MIB
+
+
 def test_changed_layout_rewrites_every_partition(tmp_path: Path) -> None:
     _, parts = build(tmp_path)
     make_ext4(parts[1].image, mib=8)
