@@ -6,6 +6,7 @@ QEMU's TFTP and waits for every domain's /init marker. Run with `-s` to see when
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -21,13 +22,24 @@ from boot_fixtures import (
     reported_values,
 )
 
-from ibtasks.qemu import BootSpec, boot, describe_failure, tftp_args, tftp_commands
+from ibtasks.qemu import (
+    BootSpec,
+    ahci_disk_args,
+    boot,
+    describe_failure,
+    disk_commands,
+    tftp_args,
+    tftp_commands,
+    virtio_disk_args,
+)
 
 pytestmark = pytest.mark.boot
 
 DOM0 = "DOM0-ALIVE"
 DOMU0 = "DOMU0-ALIVE"
 DOMU1 = "DOMU1-ALIVE"
+# sfdisk and mkfs.vfat live in /usr/sbin, which a non-root PATH may lack.
+SBIN_PATH = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin"}
 
 
 @pytest.fixture(scope="session")
@@ -106,29 +118,87 @@ def test_preedited_dtb_boots_without_fdt_commands(boot_parts: BootParts, tmp_pat
     assert result.ok, describe_failure(result)
 
 
-def test_unknown_command_in_boot_script_fails_fast(tmp_path: Path) -> None:
-    source = tmp_path / "boot.source"
-    source.write_text("echo before\nno_such_command 1 2\n")
+def write_script(directory: Path, text: str) -> Path:
+    """boot.scr with `text`, made by mkimage as ImageBuilder makes it."""
+    source = directory / "boot.source"
+    source.write_text(text)
     subprocess.run(
         ["mkimage", "-A", "arm64", "-T", "script", "-C", "none", "-d", str(source),
-         str(tmp_path / "boot.scr")],
+         str(directory / "boot.scr")],
         check=True, capture_output=True,
     )
-    spec = BootSpec(
+    return directory / "boot.scr"
+
+
+def tftp_spec(directory: Path, markers: tuple[str, ...]) -> BootSpec:
+    return BootSpec(
         commands=tftp_commands(),
-        markers=(DOM0,),
+        markers=markers,
+        log_path=directory / "console.log",
+        media_args=tftp_args(directory),
+        machine=MACHINE,
+        timeout_seconds=60.0,
+    )
+
+
+def test_unknown_command_in_boot_script_fails_fast(tmp_path: Path) -> None:
+    write_script(tmp_path, "echo before\nno_such_command 1 2\n")
+    result = boot(tftp_spec(tmp_path, (DOM0,)))
+    print(result.summary())
+    assert not result.ok
+    assert result.reason == "console: Unknown command 'no_such_command' - try 'help'"
+    assert result.elapsed < 30
+    # The script ran up to the bad line.
+    assert "\nbefore\nUnknown command" in result.log_path.read_text()
+
+
+def test_return_to_uboot_prompt_after_the_script_is_a_failure(tmp_path: Path) -> None:
+    write_script(tmp_path, "echo the script ends without booting\n")
+    result = boot(tftp_spec(tmp_path, (DOM0,)))
+    print(result.summary())
+    assert not result.ok
+    assert result.reason == "back at the U-Boot prompt after the last command"
+    assert result.elapsed < 30
+
+
+@pytest.mark.parametrize(
+    ("media", "interface"),
+    [("virtio-mmio", "virtio"), ("virtio-pci", "virtio"), ("ahci", "scsi")],
+)
+def test_boot_script_runs_from_the_first_partition_of_a_disk(
+    tmp_path: Path, media: str, interface: str
+) -> None:
+    # The script prints the marker and then waits, so the prompt does not come back first.
+    write_script(tmp_path, "echo SCRIPT-FROM-DISK\nsleep 30\n")
+    disk = tmp_path / "disk.img"
+    part = tmp_path / "p1.img"
+    with disk.open("wb") as out:
+        out.truncate(40 << 20)
+    subprocess.run(["sfdisk", "-q", str(disk)], input="label: dos\nstart=2048, type=c\n",
+                   text=True, check=True, env=SBIN_PATH)
+    subprocess.run(["mkfs.vfat", "-C", str(part), str(30 << 10)], check=True,
+                   capture_output=True, env=SBIN_PATH)
+    subprocess.run(["mcopy", "-i", str(part), str(tmp_path / "boot.scr"), "::boot.scr"],
+                   check=True)
+    with disk.open("r+b") as out:
+        out.seek(2048 * 512)
+        out.write(part.read_bytes())
+    args = {
+        "virtio-mmio": virtio_disk_args(disk),
+        "virtio-pci": virtio_disk_args(disk, "pci"),
+        "ahci": ahci_disk_args(disk),
+    }[media]
+    spec = BootSpec(
+        commands=disk_commands(interface),
+        markers=("SCRIPT-FROM-DISK",),
         log_path=tmp_path / "console.log",
-        media_args=tftp_args(tmp_path),
+        media_args=args,
         machine=MACHINE,
         timeout_seconds=60.0,
     )
     result = boot(spec)
     print(result.summary())
-    assert not result.ok
-    assert "Unknown command 'no_such_command'" in result.reason, result.reason
-    assert result.elapsed < 30
-    # The script ran up to the bad line, and U-Boot's prompt came back after it.
-    assert "\nbefore\nUnknown command" in result.log_path.read_text()
+    assert result.ok, describe_failure(result)
 
 
 def test_xen_without_serial_alias_is_reported_as_silent(
