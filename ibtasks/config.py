@@ -55,6 +55,7 @@ class RawConfig:
     source: str
     values: Mapping[RawKey, RawValue]
     warnings: tuple[str, ...] = ()
+    environ_used: tuple[str, ...] = ()  # environment variables the config expanded
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,12 @@ class Config:
     fdtedit: str
     preedited_dtb: bool
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    environ_used: tuple[str, ...] = field(default=(), compare=False)
+
+    def rootfs_archives(self) -> list[Binary]:
+        """DOM0_ROOTFS and every DOMU_ROOTFS, in partition order."""
+        found = [self.dom0_rootfs] + [d.rootfs for d in self.domus]
+        return [b for b in found if b is not None]
 
     def binaries(self) -> list[Binary]:
         """Every input that the boot script loads, in the seed's load order."""
@@ -189,6 +196,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         fdtedit=fdtedit,
         preedited_dtb=options.preedited_dtb or reader.flag("PREEDITED_DTB"),
         warnings=raw.warnings,
+        environ_used=raw.environ_used,
     )
     _check_inputs_exist(config)
     return config
@@ -259,8 +267,7 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
 
 def _check_inputs_exist(config: Config) -> None:
     """Every input must exist and be readable now: doit would run an action without it."""
-    inputs = list(config.binaries())
-    inputs += [b for b in [config.dom0_rootfs] + [d.rootfs for d in config.domus] if b]
+    inputs = config.binaries() + config.rootfs_archives()
     for binary in inputs:
         path = config.root_dir / binary.path
         if not path.is_file():

@@ -6,7 +6,8 @@ The readers only find values and where they were written; `config.build_config` 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from ibtasks.config import Config, Options, RawConfig, RawKey, RawValue, build_config, check_key
@@ -25,7 +26,27 @@ def read_config_file(path: Path, environ: Mapping[str, str] | None = None) -> Ra
         raise UserError(f"cannot read config file {path}: {exc}") from exc
     if path.suffix in (".yaml", ".yml"):
         return read_yaml_config(text, str(path))
-    return raw_from_bash(text, str(path), os.environ if environ is None else environ)
+    recorder = RecordingEnviron(os.environ if environ is None else environ)
+    raw = raw_from_bash(text, str(path), recorder)
+    return replace(raw, environ_used=tuple(sorted(recorder.used)))
+
+
+class RecordingEnviron(Mapping[str, str]):
+    """The environment, remembering which variables the config looked up (for `stamp`)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.used: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.used.add(name)
+        return self.environ[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.environ)
+
+    def __len__(self) -> int:
+        return len(self.environ)
 
 
 def raw_from_bash(text: str, path: str, environ: Mapping[str, str]) -> RawConfig:

@@ -111,3 +111,45 @@ def test_builds_in_two_directories_at_two_times_are_byte_identical(seed_inputs_m
         build(inputs)
         digests.append([(inputs / name).read_bytes() for name in OUTPUTS])
     assert digests[0] == digests[1]
+
+
+def plain_build(inputs: Path, env: dict[str, str] | None = None) -> str:
+    result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", cwd=inputs,
+                         env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_no_op_fast_path_replays_the_output(seed_inputs: Path) -> None:
+    prepare(seed_inputs)
+    first = plain_build(seed_inputs)
+    assert list((seed_inputs / ".ibtasks").glob("last-run-*.json"))
+    assert plain_build(seed_inputs) == first
+
+
+def test_the_fast_path_notices_a_changed_input(seed_inputs: Path) -> None:
+    prepare(seed_inputs)
+    plain_build(seed_inputs)
+    plain_build(seed_inputs)
+    kernel = seed_inputs / "zynqmp-dom2" / "Image-domU"
+    kernel.write_bytes(kernel.read_bytes() + b"\0" * 4096)
+    plain_build(seed_inputs)
+    assert "reg <0x0 0x2200000 0x0 0x201001>" in (seed_inputs / "boot.source").read_text()
+
+
+def test_the_fast_path_notices_a_deleted_output(seed_inputs: Path) -> None:
+    prepare(seed_inputs)
+    plain_build(seed_inputs)
+    (seed_inputs / "boot.dtb").unlink()
+    plain_build(seed_inputs)
+    assert (seed_inputs / "boot.dtb").is_file()
+
+
+def test_the_fast_path_notices_an_environment_variable_the_config_uses(seed_inputs: Path) -> None:
+    prepare(seed_inputs)
+    config = seed_inputs / "config"
+    config.write_text(config.read_text().replace('XEN="xen"', 'XEN="$XEN_BINARY"'))
+    shutil.copy(seed_inputs / "xen", seed_inputs / "xen-other")
+    plain_build(seed_inputs, env={"XEN_BINARY": "xen"})
+    plain_build(seed_inputs, env={"XEN_BINARY": "xen-other"})
+    assert "tftpb 0xE00000 xen-other" in (seed_inputs / "boot.source").read_text()
