@@ -154,7 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if replay is not None:
                 sys.stdout.write(replay)
                 return 0
-        stamp.unlink(missing_ok=True)
+        try:
+            stamp.unlink(missing_ok=True)
+        except OSError:
+            pass  # no readable work dir yet: the build itself reports what is wrong
         return uboot_script_gen(args, stamp)
     except UserError as exc:
         sys.stderr.write(f"ibtasks: error: {exc}\n")
