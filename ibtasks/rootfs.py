@@ -285,8 +285,11 @@ def _fix_inodes(spec: RootfsSpec, image: Path, root: Mapping[str, int] | None) -
 def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
     """Build the ext4 image of `spec.archive` at `image`, atomically; returns its size in bytes."""
     fakeroot = find_tool("fakeroot", "fakeroot")
-    if not os.access(spec.archive, os.R_OK) or not spec.archive.is_file():
-        raise UserError(f"{spec.archive}: cannot read the archive", spec.key)
+    try:
+        with open(spec.archive, "rb"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{spec.archive}: cannot read: {exc.strerror}", spec.key) from exc
     image = Path(image)
     try:
         work = Path(tempfile.mkdtemp(dir=image.parent, prefix=f".{image.name}."))

@@ -17,7 +17,8 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,18 @@ def user_writable_dir(path: Path) -> Path:
         if mode & 0o001 == 0:
             parent.chmod(mode | 0o001)
     return path
+
+
+@contextmanager
+def user_tmp_dir(prefix: str = "ibtasks-test-") -> Iterator[Path]:
+    """A fresh directory under /tmp that the test user can write, removed afterwards.
+
+    Safer than `user_writable_dir(tmp_path)`: every new pytest session (another test run on the
+    same machine) resets /tmp/pytest-of-<user> to mode 0700, which locks the test user out.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
