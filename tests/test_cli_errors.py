@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_ibtasks
+from tests.conftest import run_ibtasks
 
 OUTPUTS = ("boot.source", "boot.scr", "boot.dtb")
 
@@ -171,13 +171,14 @@ def unprivileged_tree(seed_inputs_master: Path) -> Iterator[Path]:
 
     As root every file is readable, so the unreadable-binary check is only testable as another
     user. That user cannot run root's Python (its home is 0700); /usr/bin/python3 (3.11) can,
-    with doit, fdt and yaml copied beside the inputs. CI creates the user (`useradd -m ibtest`).
+    with ibtasks, doit, fdt and yaml copied beside the inputs (the checkout may be unreadable
+    too). CI creates the user (`useradd -m ibtest`).
     """
     pwd.getpwnam("ibtest")  # KeyError here means the machine lacks the test user
     top = Path(tempfile.mkdtemp(prefix="ibtasks-unpriv-"))
     try:
         top.chmod(0o755)
-        for name in ("doit", "fdt", "yaml"):
+        for name in ("ibtasks", "doit", "fdt", "yaml"):
             _copy_package(name, top / "lib")
         shutil.copytree(seed_inputs_master, top / "inputs")
         subprocess.run(["chmod", "-R", "a+rX", str(top)], check=True)
@@ -191,7 +192,7 @@ def test_unreadable_binary_is_rejected_for_an_unprivileged_user(unprivileged_tre
     inputs = unprivileged_tree / "inputs"
     (inputs / "config").write_text(GOOD)
     (inputs / "xen").chmod(0o000)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{unprivileged_tree / 'lib'}",
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(unprivileged_tree / "lib"),
            "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(inputs)}
     argv = ["setpriv", "--reuid=ibtest", "--regid=ibtest", "--clear-groups",
             "/usr/bin/python3", "-m", "ibtasks", "uboot-script-gen", "-c", "config", "-d", ".",
