@@ -7,6 +7,7 @@ tests and the example fetch Debian's packages once between them.
 from __future__ import annotations
 
 import gzip
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,6 +123,12 @@ def boot_system(
     )
     result = boot(spec)
     print(result.summary())
+    report = os.environ.get("IBTASKS_BOOT_REPORT")
+    if report:
+        # CI keeps one file with every scenario's marker times (pytest -s shows them too).
+        test = os.environ.get("PYTEST_CURRENT_TEST", str(workdir)).split(" ")[0]
+        with open(report, "a", encoding="utf-8") as out:
+            out.write(f"{test}\n{result.summary()}\n")
     return result
 
 
