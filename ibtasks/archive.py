@@ -151,7 +151,8 @@ def extract_archive(archive: Path, where: str, dest: Path, epoch: int) -> Extrac
                     entry = next(entries)
                 except StopIteration:
                     break
-                member = str(entry.pathname)
+                # Raw bytes, so names that are not UTF-8 survive (as surrogate escapes).
+                member = os.fsdecode(ffi.entry_pathname(entry._entry_p) or b"")
                 path = normalize_member(member)
                 if path is None:
                     raise UserError(f"{archive}: member {member} escapes the root", where)
@@ -161,14 +162,15 @@ def extract_archive(archive: Path, where: str, dest: Path, epoch: int) -> Extrac
                         f"{archive}: member {member} goes through the symlink {through}", where
                     )
                 if entry.islnk:
-                    target = normalize_member(str(entry.linkpath))
+                    link = os.fsdecode(ffi.entry_hardlink(entry._entry_p) or b"")
+                    target = normalize_member(link)
                     if not target or _symlink_prefix(target, symlinks) is not None:
                         raise UserError(
-                            f"{archive}: member {member} is a hard link to {entry.linkpath}, "
+                            f"{archive}: member {member} is a hard link to {link}, "
                             "outside the root",
                             where,
                         )
-                    entry.linkpath = target
+                    ffi.entry_copy_link(entry._entry_p, os.fsencode(target))
                 mtime = min(int(entry.mtime or 0), epoch)
                 if path == "":
                     if not entry.isdir:
@@ -176,7 +178,7 @@ def extract_archive(archive: Path, where: str, dest: Path, epoch: int) -> Extrac
                     root = RootEntry(entry.mode, entry.uid, entry.gid, mtime)
                     mtimes[""] = mtime
                     continue
-                entry.pathname = path
+                ffi.entry_copy_pathname(entry._entry_p, os.fsencode(path))
                 if entry.issym:
                     symlinks.add(path)
                 else:

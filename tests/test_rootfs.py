@@ -451,3 +451,48 @@ def test_disk_full_is_a_one_line_error_and_keeps_the_previous_image(
     )
     assert sorted(p.name for p in small_filesystem.iterdir()) == ["rootfs.img"]
     assert previous.read_bytes() == b"previous build"
+
+
+def test_names_that_are_not_utf8_keep_their_bytes(user_python: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "latin1.tar"
+    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        info = tarfile.TarInfo("caf\xe9")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"cafe"))
+        tar.addfile(member("d/na\xefve", tarfile.LNKTYPE, "caf\xe9"))
+    archive.chmod(0o644)
+    work = workdir(tmp_path)
+    done = build(user_python, work, archive)
+    assert done.returncode == 0, done.stderr
+    image = work / "rootfs.img"
+    assert e2fsck(image).returncode == 0
+    listing = subprocess.run(["debugfs", "-R", "ls -p /d", str(image)], capture_output=True,
+                             check=True).stdout
+    assert b"/na\xefve/" in listing
+    names = subprocess.run(["debugfs", "-R", "ls -p /", str(image)], capture_output=True,
+                           check=True).stdout
+    assert b"/caf\xe9/" in names
+
+
+def test_archive_root_entry_sets_the_root_directory(user_python: Path, tmp_path: Path) -> None:
+    root = tarfile.TarInfo("./")
+    root.type, root.mode, root.uid, root.gid, root.mtime = tarfile.DIRTYPE, 0o750, 0, 42, PAST
+    archive = make_tar(tmp_path / "root.tar", [root, member("./etc/motd")])
+    work = workdir(tmp_path)
+    assert build(user_python, work, archive).returncode == 0
+    image = work / "rootfs.img"
+    assert e2fsck(image).returncode == 0
+    top = inode(image, "/")
+    assert (top["mode"], top["uid"], top["gid"], top["mtime"]) == ("0750", "0", "42", hex(PAST))
+
+
+def test_extra_file_under_an_archive_symlink_is_refused(user_python: Path, tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "etclink.tar", [member("etc", tarfile.SYMTYPE, "/host/etc")])
+    work = workdir(tmp_path)
+    done = build(user_python, work, archive, key="DOM0_ROOTFS", extra={"etc/xen/domU0.cfg": "x"})
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"DOM0_ROOTFS: {archive}: cannot add etc/xen/domU0.cfg: etc is not a directory in the "
+        "archive\n",
+    )
+    assert leftovers(work, set()) == []
