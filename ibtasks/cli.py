@@ -1,6 +1,7 @@
 """The command line: drop-in flags of ImageBuilder's scripts, running our doit graph.
 
     ibtasks uboot-script-gen -c CONFIG -d DIR -t LOADCMD [-o NAME] [-- DOIT-ARGS...]
+    ibtasks disk-image -c CONFIG -d DIR -t LOADCMD -o disk.img [-w WORKDIR] [-s SLACK]
 
 User errors print one line (`ibtasks: error: ...`) and exit non-zero; anything else is a bug.
 """
@@ -63,6 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     script = commands.add_parser("uboot-script-gen",
                                  help="boot.source, boot.scr and the edited DTB for a config")
     _add_common(script)
+    disk = commands.add_parser("disk-image", help="a partitioned disk.img, as an ordinary user")
+    disk.add_argument("-c", dest="config", required=True, metavar="CONFIG",
+                      help="ImageBuilder config file (bash syntax, or YAML if *.yaml/*.yml)")
+    disk.add_argument("-d", dest="root", required=True, metavar="DIR",
+                      help="directory the config's paths are relative to; boot files go here")
+    disk.add_argument("-t", dest="load_cmd", metavar="LOADCMD",
+                      help="U-Boot load command: sd, scsi, virtio, usb, tftp or any command")
+    disk.add_argument("-o", dest="image", required=True, metavar="IMAGE",
+                      help="the disk image to write")
+    disk.add_argument("-w", dest="work", metavar="WORKDIR",
+                      help="keep partition images here (default: DIR/.ibtasks)")
+    disk.add_argument("-s", dest="slack", type=int, default=128, metavar="MIB",
+                      help="free space in each rootfs partition (default 128)")
+    disk.add_argument("--boot-fs", choices=("fat", "ext4"),
+                      help="boot partition filesystem (default fat; wins over BOOT_FS)")
+    disk.add_argument("--preedited-dtb", action="store_true",
+                      help="load the edited DTB instead of running fdt commands in U-Boot")
+    disk.add_argument("-v", "--verbose", action="store_true", help="show each task run")
+    disk.add_argument("doit_args", nargs="*", metavar="DOIT-ARGS",
+                      help="after --: a doit command on the same graph (list, info TASK, ...)")
     return parser
 
 
@@ -73,13 +94,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     root = Path(args.root)
     if not root.is_dir():
         raise UserError(f"-d {args.root}: not a directory")
-    output_dir = Path(args.output_dir) if args.output_dir else None
+    output_dir = Path(args.output_dir) if getattr(args, "output_dir", None) else None
     options = Options(
         root_dir=root,
         load_cmd=resolve_load_cmd(args.load_cmd) if args.load_cmd else None,
-        output_name=args.output_name,
+        output_name=getattr(args, "output_name", None),
         output_dir=output_dir,
         preedited_dtb=args.preedited_dtb,
+        boot_fs=getattr(args, "boot_fs", None),
     )
     config = load_config(args.config, options)
     for warning in config.warnings:
@@ -138,6 +160,27 @@ def uboot_script_gen(args: argparse.Namespace, stamp: Path) -> int:
     return 0
 
 
+def disk_image(args: argparse.Namespace) -> int:
+    from ibtasks.disktasks import DiskOptions, all_tasks, disk_outputs
+    from ibtasks.doitrun import run_graph
+    from ibtasks.taskgen import outputs, source_date_epoch, work_dir
+
+    config = config_from_args(args)
+    if args.slack < 0:
+        raise UserError(f"-s {args.slack}: the slack must be 0 MiB or more")
+    work = Path(args.work) if args.work else work_dir(config)
+    _check_writable(work)
+    image = Path(args.image)
+    _check_writable(image.parent if str(image.parent) else Path("."))
+    options = DiskOptions(image=image, work=work, slack_mib=args.slack)
+    epoch = source_date_epoch(os.environ)
+    argv = args.doit_args or ["run"]
+    code = run_graph(lambda: all_tasks(config, options, epoch), work, argv, args.verbose)
+    if argv[0] == "run" and code != 0:
+        _remove_outputs([*outputs(config), *disk_outputs(options)])
+    return code
+
+
 def _fast_stamp(args: argparse.Namespace, argv: Sequence[str]) -> Path:
     """Where this command line's stamp lives (under the output directory's work dir)."""
     out_dir = Path(args.output_dir) if args.output_dir else Path(args.root)
@@ -148,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "disk-image":
+            return disk_image(args)
         stamp = _fast_stamp(args, argv)
         if not args.doit_args:
             replay = replay_if_unchanged(stamp)

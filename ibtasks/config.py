@@ -80,6 +80,7 @@ class DomU:
     vcpus: int
     noboot: bool
     rootfs: Binary | None
+    cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
 
     @property
     def boots_with_xen(self) -> bool:
@@ -109,6 +110,7 @@ class Config:
     uboot_script: str
     fdtedit: str
     preedited_dtb: bool
+    boot_fs: str = "fat"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     environ_used: tuple[str, ...] = field(default=(), compare=False)
 
@@ -143,6 +145,13 @@ class Options:
     output_name: str | None = None  # -o NAME: NAME.source and NAME.scr
     output_dir: Path | None = None  # default: root_dir, as the seed
     preedited_dtb: bool = False
+    boot_fs: str | None = None  # disk-image --boot-fs, wins over BOOT_FS
+
+
+def _boot_fs(text: str, where: str | None) -> str:
+    if text not in ("fat", "ext4"):
+        raise UserError(f"BOOT_FS: expected fat or ext4, got '{text}'", where)
+    return text
 
 
 def build_config(raw: RawConfig, options: Options) -> Config:
@@ -195,6 +204,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         uboot_script=uboot_script,
         fdtedit=fdtedit,
         preedited_dtb=options.preedited_dtb or reader.flag("PREEDITED_DTB"),
+        boot_fs=_boot_fs(options.boot_fs or reader.text("BOOT_FS") or "fat",
+                         reader.where("BOOT_FS")),
         warnings=raw.warnings,
         environ_used=raw.environ_used,
     )
@@ -262,6 +273,9 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
         vcpus=vcpus,
         noboot=noboot,
         rootfs=rootfs,
+        cmd_given=reader.raw.values["DOMU_CMD", i].text.strip()
+        if ("DOMU_CMD", i) in reader.raw.values and reader.raw.values["DOMU_CMD", i].text
+        else None,
     )
 
 

@@ -81,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FDTEDIT", False, Kind.OUTPUT, None,
             "Name of the edited DTB written beside the script; default: UBOOT_SOURCE with "
             "`.dtb`.", "upstream 2021"),
+    Setting("BOOT_FS", False, Kind.TEXT, "fat",
+            "disk-image: the boot partition's filesystem, `fat` (as upstream since 2022) or "
+            "`ext4` (as the original); also `--boot-fs`.", "ibtasks"),
     Setting("PREEDITED_DTB", False, Kind.FLAG, None,
             "Load the edited DTB (FDTEDIT) instead of running `fdt` commands in U-Boot; "
             "also `--preedited-dtb`.", "ibtasks"),

@@ -1,0 +1,187 @@
+"""doit tasks for the disk image: one per partition, then disk.img, on top of the boot graph.
+
+    ib_partition:boot     boot files -> FAT (or ext4) image   (rebuilt when a boot file changes)
+    ib_partition:dom0     DOM0_ROOTFS + xl configs -> ext4    (rebuilt when its archive changes)
+    ib_partition:domU<i>  DOMU_ROOTFS[i] -> ext4
+    ib_disk               GPT + partitions -> disk.img, updated in place, only changed partitions
+
+No root: FAT via pyfatfs, ext4 via fakeroot + mkfs.ext4 -d, the GPT in Python.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from doit.tools import config_changed
+
+from ibtasks.config import Binary, Config
+from ibtasks.disk import PartitionImage, assemble_disk
+from ibtasks.fat import BootFile, build_fat_image, derive_volume_id
+from ibtasks.fsutil import write_atomic
+from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
+from ibtasks.rootfs import RootfsSpec, build_rootfs_image
+from ibtasks.taskgen import TaskDict, outputs, run_step
+from ibtasks.xlconfig import XlDomU, number_rootfs_partitions, render_xl_configs
+
+BOOT_SLACK_MIB = 16  # the original's boot partition: its files plus 16 MiB
+
+
+@dataclass(frozen=True)
+class DiskOptions:
+    """disk-image's own command-line choices."""
+
+    image: Path  # -o
+    work: Path  # -w: partition images and doit's state
+    slack_mib: int = 128  # -s: free space in each rootfs partition
+
+
+def disk_identity(config: Config, image: Path) -> str:
+    """What the GUIDs, UUIDs and FAT serial derive from: stable across directories and times."""
+    names = [b.path for b in config.binaries() + config.rootfs_archives()]
+    return "\0".join([image.name, config.uboot_script, *names])
+
+
+def boot_files(config: Config) -> list[tuple[str, Path]]:
+    """(path in the partition, source) of every boot file, at the paths the script loads."""
+    found: list[Binary] = [config.xen, config.dom0_kernel, config.device_tree]
+    if config.dom0_ramdisk:
+        found.append(config.dom0_ramdisk)
+    for domu in config.domus:
+        found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
+    files = {os.path.normpath(b.path): config.root_dir / b.path for b in found}
+    for out in outputs(config):
+        files[os.path.relpath(out, config.root_dir)] = out
+    return sorted(files.items())
+
+
+def xl_configs(config: Config) -> dict[str, bytes]:
+    """/etc/xen/domU<i>.cfg for the domUs dom0 starts (Q6), numbered as laid out (Q7)."""
+    numbers = number_rootfs_partitions(config.dom0_rootfs is not None,
+                                       [d.rootfs is not None for d in config.domus])
+    domus = [XlDomU(d.index, d.kernel.path if d.kernel else None,
+                    d.ramdisk.path if d.ramdisk else None, d.mem_mib, d.vcpus, d.cmd_given,
+                    d.noboot, numbers.get(d.index)) for d in config.domus]
+    texts = render_xl_configs([d for d in domus if d.needs_xl_config], config.load_cmd)
+    return {path: text.encode() for path, text in texts.items()}
+
+
+# ---- actions ------------------------------------------------------------------------------------
+
+def write_boot_partition(files: list[tuple[str, str]], boot_fs: str, identity: str, epoch: int,
+                         out: str) -> None:
+    if boot_fs == "fat":
+        build_fat_image(out, [BootFile(path, Path(src)) for path, src in files],
+                        volume_id=derive_volume_id(identity, "boot"), label="BOOT", epoch=epoch)
+        return
+    # ext4 as the original: the boot files become a tar that the rootfs builder reads.
+    archive = Path(out + ".tar")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path, src in files:
+            info = tar.gettarinfo(src, arcname=path)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = epoch
+            info.mode = 0o644
+            with open(src, "rb") as f:
+                tar.addfile(info, f)
+    write_atomic(archive, buffer.getvalue())
+    try:
+        build_rootfs_image(_ext4_spec(archive, "boot partition", "vos_1", BOOT_SLACK_MIB, epoch,
+                                      identity, {}), Path(out))
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def _ext4_spec(archive: Path, key: str, label: str, slack: int, epoch: int, identity: str,
+               extra: dict[str, bytes]) -> RootfsSpec:
+    return RootfsSpec(archive=archive, key=key, label=label, slack_mib=slack, epoch=epoch,
+                      uuid=str(derive_guid(identity, "ext4", key)),
+                      hash_seed=str(derive_guid(identity, "hash", key)), extra_files=extra)
+
+
+def write_rootfs_partition(archive: str, key: str, label: str, slack: int, epoch: int,
+                           identity: str, extra: dict[str, bytes], out: str) -> None:
+    build_rootfs_image(_ext4_spec(Path(archive), key, label, slack, epoch, identity, extra),
+                       Path(out))
+
+
+def write_disk(image: str, identity: str, parts: list[tuple[str, str, str]]) -> None:
+    partitions = [PartitionImage(name, BASIC_DATA if kind == "fat" else LINUX_FILESYSTEM,
+                                 derive_guid(identity, "partition", name), Path(path))
+                  for name, kind, path in parts]
+    assemble_disk(image, derive_guid(identity, "disk"), partitions)
+
+
+# ---- tasks --------------------------------------------------------------------------------------
+
+def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[TaskDict]:
+    """The partition and disk tasks; run them together with `taskgen.boot_tasks`."""
+    identity = disk_identity(config, options.image)
+    work = options.work
+    files = [(path, str(src)) for path, src in boot_files(config)]
+    boot_image = str(work / f"boot.{'vfat' if config.boot_fs == 'fat' else 'ext4'}")
+    yield {
+        "basename": "ib_partition",
+        "name": "boot",
+        "doc": "the boot partition: every file the boot script loads",
+        "actions": [(run_step, [write_boot_partition, files, config.boot_fs, identity, epoch,
+                                boot_image])],
+        "file_dep": [src for _, src in files],
+        "targets": [boot_image],
+        "uptodate": [config_changed({"files": [p for p, _ in files], "fs": config.boot_fs,
+                                     "epoch": epoch, "identity": identity})],
+        "clean": True,
+    }
+    parts = [("Linux1", config.boot_fs, boot_image)]
+    rootfs: list[tuple[str, Binary, dict[str, bytes]]] = []
+    if config.dom0_rootfs:
+        rootfs.append(("dom0", config.dom0_rootfs, xl_configs(config)))
+    rootfs += [(f"domU{d.index}", d.rootfs, {}) for d in config.domus if d.rootfs]
+    for number, (name, archive, extra) in enumerate(rootfs, start=2):
+        image = str(work / f"{name}.ext4")
+        label = f"vos_{number}"
+        source = str(config.root_dir / archive.path)
+        yield {
+            "basename": "ib_partition",
+            "name": name,
+            "doc": f"{archive.key} as an ext4 partition",
+            "actions": [(run_step, [write_rootfs_partition, source, archive.key, label,
+                                    options.slack_mib, epoch, identity, extra, image])],
+            "file_dep": [source],
+            "targets": [image],
+            "uptodate": [config_changed({
+                "label": label, "slack": options.slack_mib, "epoch": epoch,
+                "identity": identity,
+                "extra": {path: text.decode() for path, text in extra.items()},
+            })],
+            "clean": True,
+        }
+        parts.append((f"Linux{number}", "ext4", image))
+    image_path = str(options.image)
+    yield {
+        "basename": "ib_disk",
+        "doc": "the disk image: GPT and partitions, updated in place",
+        "actions": [(run_step, [write_disk, image_path, identity, parts])],
+        "file_dep": [p[2] for p in parts],
+        "targets": [image_path, image_path + ".parts.json"],
+        "uptodate": [config_changed({"parts": [p[:2] for p in parts], "identity": identity})],
+        "clean": True,
+    }
+
+
+def disk_outputs(options: DiskOptions) -> list[Path]:
+    return [options.image, Path(f"{options.image}.parts.json")]
+
+
+def all_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[dict[str, Any]]:
+    from ibtasks.taskgen import boot_tasks
+
+    yield from boot_tasks(config, epoch)
+    yield from disk_tasks(config, options, epoch)
