@@ -1,11 +1,14 @@
 """Rootfs partitions: ext4 images made from cpio or tar archives as an ordinary user, reproducibly.
 
-e2fsprogs 1.47.0 (Debian 12) cannot read archives with `mkfs.ext4 -d`, so one `fakeroot` run
-extracts the archive with libarchive (ibtasks.archive) and runs `mkfs.ext4 -d` on the tree; owners
-and device nodes exist only inside that run. Measured on this machine, this takes about as long as
-driving `debugfs -w` per file, but leaves hard links, modes and directory layout to mke2fs itself.
-Then `debugfs -w` sets every inode's ctime and atime (copied from the host) to the epoch, and the
-root directory to the archive's `./` entry, so two builds give identical bytes.
+e2fsprogs 1.47.0 (Debian 12) cannot read archives with `mkfs.ext4 -d`, so ONE `fakeroot` run
+extracts the archive with libarchive (ibtasks.archive) and runs `mkfs.ext4 -d` on the tree: owners
+and device nodes exist only inside that run. libarchive reads every format and compression we
+accept and already writes hard links, devices and setuid bits right; mke2fs lays out the inodes.
+(A `debugfs -w` script per file measured as fast, but would re-implement both.) Measured here as
+an unprivileged user: 54 MB / 1,501 entries in 1.0-1.3 s; 20,000 small files in about 9 s, most
+of it fakeroot's per-syscall round trips. Then `debugfs -w` sets every inode's ctime and atime
+(mke2fs copies them from the host) to the epoch, and the root directory to the archive's `./`
+entry, so two builds give identical bytes.
 """
 
 from __future__ import annotations
