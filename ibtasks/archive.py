@@ -120,8 +120,15 @@ def extract_archive(archive: Path, where: str, dest: Path, epoch: int) -> Extrac
     `where` names the config key in messages. Must run under fakeroot (or as root) to keep owners
     and device nodes. Times are recorded, clamped to `epoch`, for the caller to apply at the end.
     """
-    from libarchive import extract, ffi
-    from libarchive.exception import ArchiveError
+    try:
+        from libarchive import extract, ffi
+        from libarchive.exception import ArchiveError
+    except (ImportError, OSError) as exc:
+        raise UserError(
+            f"cannot read {archive}: the Python package libarchive-c (with the shared library "
+            f"libarchive13) is not installed: {exc}",
+            where,
+        ) from exc
 
     flags = (
         extract.EXTRACT_OWNER

@@ -145,7 +145,7 @@ def unprivileged_python() -> Path:
         if not (venv / "bin" / "python").exists():
             _make_venv(venv, requirements)
         python = venv / "bin" / "python"
-    probe = run_as_user([python, "-c", "import ibtasks, libarchive"], cwd="/")
+    probe = run_as_user([python, "-c", "import ibtasks"], cwd="/")
     if probe.returncode != 0:
         pytest.fail(
             f"{python} cannot import ibtasks as user {test_user()!r}: {probe.stderr.strip()}\n"
