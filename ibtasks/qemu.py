@@ -286,7 +286,8 @@ class _Session:
             index = text.find("\n" + UBOOT_PROMPT, self.prompt_failure_from)
             if index >= 0:
                 raise _Failure("back at the U-Boot prompt after the last command")
-            self.prompt_failure_from = max(self.prompt_failure_from, len(text) - len(UBOOT_PROMPT))
+            window = len(text) - len("\n" + UBOOT_PROMPT)
+            self.prompt_failure_from = max(self.prompt_failure_from, window)
         self.failure_from = max(0, len(text) - longest)
 
     def wait_for(self, needle: str, after: int) -> int:
