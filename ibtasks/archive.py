@@ -211,6 +211,4 @@ def extract_archive(archive: Path, where: str, dest: Path, epoch: int) -> Extrac
         ) from exc
     finally:
         os.chdir(old_cwd)
-    if not mtimes:
-        raise UserError(f"{archive}: {UNSUPPORTED}", where)
     return Extraction(mtimes, root)

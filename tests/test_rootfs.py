@@ -496,3 +496,17 @@ def test_extra_file_under_an_archive_symlink_is_refused(user_python: Path, tmp_p
         "archive\n",
     )
     assert leftovers(work, set()) == []
+
+
+def test_empty_tar_gives_an_empty_filesystem(user_python: Path, tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "nothing.tar", [])
+    work = workdir(tmp_path)
+    done = build(user_python, work, archive)
+    assert done.returncode == 0, done.stderr
+    image = work / "rootfs.img"
+    assert e2fsck(image).returncode == 0
+    entries = [line.split("/")[1:6] for line in debugfs(image, "ls -p /").split()]
+    assert entries == [
+        ["2", "040755", "0", "0", "."], ["2", "040755", "0", "0", ".."],
+        ["11", "040700", "0", "0", "lost+found"],
+    ]
