@@ -34,7 +34,9 @@ from ibtasks.layout import Layout, Module, plan_layout
 from ibtasks.uimage import ScriptImage, build_script_image
 
 WORK_DIR_NAME = ".ibtasks"
-DEFAULT_EPOCH = 0  # boot.scr's timestamp when SOURCE_DATE_EPOCH is unset: builds stay identical
+# Every timestamp when SOURCE_DATE_EPOCH is unset, so builds stay identical: 1980-01-01, the
+# earliest time FAT can store (and non-zero, which E2FSPROGS_FAKE_TIME needs to take effect).
+DEFAULT_EPOCH = 315532800
 
 TaskDict = dict[str, Any]
 BOOT_TASKS = ("ib_check", "ib_layout", "ib_dtb", "ib_boot_source", "ib_boot_scr")
