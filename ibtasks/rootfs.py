@@ -293,8 +293,11 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
             pass
     except OSError as exc:
         raise UserError(f"{spec.archive}: cannot read: {exc.strerror}", spec.key) from exc
+    if spec.slack_mib < 0:
+        raise UserError(f"slack must be 0 MiB or more, got {spec.slack_mib}", spec.key)
     image = Path(image)
     try:
+        image.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=image.parent, prefix=f".{image.name}."))
     except OSError as exc:
         raise UserError(f"cannot write {image}: {exc.strerror}", spec.key) from exc
