@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ibtasks.taskgen import DEFAULT_EPOCH
 from ibtasks.uimage import ScriptImage, build_script_image, parse_script_image
 from tests.conftest import GOLDENS, run_ibtasks
 
@@ -157,5 +158,5 @@ def test_cli_boot_scr_is_mkimage_of_its_boot_source(seed_inputs: Path, epoch: st
                              cwd=seed_inputs, env=env)
     assert result.returncode == 0, result.stderr
     # Unset, the timestamp is fixed at 0 so builds are reproducible.
-    expected = mkimage(seed_inputs / "boot.source", 0xC00000, int(epoch or 315532800))  # unset: 1980-01-01 (taskgen.DEFAULT_EPOCH)
+    expected = mkimage(seed_inputs / "boot.source", 0xC00000, int(epoch or DEFAULT_EPOCH))
     assert (seed_inputs / "boot.scr").read_bytes() == expected
