@@ -14,7 +14,7 @@ from ibtasks.disk import DiskResult, PartitionImage, assemble_disk
 from ibtasks.errors import UserError
 from ibtasks.fat import BootFile, build_fat_image
 from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
-from tests.unprivileged import run_as_user, unprivileged_python, user_writable_dir
+from tests.unprivileged import run_as_user, unprivileged_python, user_tmp_dir
 
 MIB = 1024 * 1024
 EPOCH = 1700000000
@@ -281,9 +281,12 @@ print(first.written, second.written)
 """
 
 
-def test_an_unprivileged_user_builds_and_updates_the_disk(tmp_path: Path) -> None:
-    (tmp_path / "work").mkdir()
-    work = user_writable_dir(tmp_path / "work")
+def test_an_unprivileged_user_builds_and_updates_the_disk() -> None:
+    with user_tmp_dir() as work:
+        check_unprivileged_disk_build(work)
+
+
+def check_unprivileged_disk_build(work: Path) -> None:
     run = run_as_user([unprivileged_python(), "-c", UNPRIVILEGED_BUILD, work], cwd=work)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "(1, 2) (1,)"
