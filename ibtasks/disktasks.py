@@ -11,6 +11,7 @@ No root: FAT via pyfatfs, ext4 via fakeroot + mkfs.ext4 -d, the GPT in Python.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 from collections.abc import Iterator
@@ -73,12 +74,32 @@ def xl_configs(config: Config) -> dict[str, bytes]:
 
 # ---- actions ------------------------------------------------------------------------------------
 
+def built_marker(image: str) -> str:
+    """A small file that changes whenever `image` is rebuilt.
+
+    ib_disk depends on these instead of the images, so doit never hashes hundreds of MiB of
+    partition images that it has just written itself.
+    """
+    return image + ".built"
+
+
+def _mark_built(image: str) -> None:
+    st = os.stat(image)
+    record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    write_atomic(built_marker(image), json.dumps(record).encode())
+
 def write_boot_partition(files: list[tuple[str, str]], boot_fs: str, identity: str, epoch: int,
                          out: str) -> None:
     if boot_fs == "fat":
         build_fat_image(out, [BootFile(path, Path(src)) for path, src in files],
                         volume_id=derive_volume_id(identity, "boot"), label="BOOT", epoch=epoch)
-        return
+    else:
+        _write_ext4_boot_partition(files, identity, epoch, out)
+    _mark_built(out)
+
+
+def _write_ext4_boot_partition(files: list[tuple[str, str]], identity: str, epoch: int,
+                               out: str) -> None:
     # ext4 as the original: the boot files become a tar that the rootfs builder reads.
     archive = Path(out + ".tar")
     buffer = io.BytesIO()
@@ -110,6 +131,7 @@ def write_rootfs_partition(archive: str, key: str, label: str, slack: int, epoch
                            identity: str, extra: dict[str, bytes], out: str) -> None:
     build_rootfs_image(_ext4_spec(Path(archive), key, label, slack, epoch, identity, extra),
                        Path(out))
+    _mark_built(out)
 
 
 def write_disk(image: str, identity: str, parts: list[tuple[str, str, str]]) -> None:
@@ -134,7 +156,7 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[Tas
         "actions": [(run_step, [write_boot_partition, files, config.boot_fs, identity, epoch,
                                 boot_image])],
         "file_dep": [src for _, src in files],
-        "targets": [boot_image],
+        "targets": [boot_image, built_marker(boot_image)],
         "uptodate": [config_changed({"files": [p for p, _ in files], "fs": config.boot_fs,
                                      "epoch": epoch, "identity": identity})],
         "clean": True,
@@ -155,7 +177,7 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[Tas
             "actions": [(run_step, [write_rootfs_partition, source, archive.key, label,
                                     options.slack_mib, epoch, identity, extra, image])],
             "file_dep": [source],
-            "targets": [image],
+            "targets": [image, built_marker(image)],
             "uptodate": [config_changed({
                 "label": label, "slack": options.slack_mib, "epoch": epoch,
                 "identity": identity,
@@ -169,7 +191,7 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[Tas
         "basename": "ib_disk",
         "doc": "the disk image: GPT and partitions, updated in place",
         "actions": [(run_step, [write_disk, image_path, identity, parts])],
-        "file_dep": [p[2] for p in parts],
+        "file_dep": [built_marker(p[2]) for p in parts],
         "targets": [image_path, image_path + ".parts.json"],
         "uptodate": [config_changed({"parts": [p[:2] for p in parts], "identity": identity})],
         "clean": True,
