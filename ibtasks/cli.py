@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    from ibtasks.config import Options, resolve_load_cmd
-    from ibtasks.config_load import load_config
+    from ibtasks.config import Options, build_config, output_paths, resolve_load_cmd
+    from ibtasks.config_load import read_config_file
 
     root = Path(args.root)
     if not root.is_dir():
@@ -103,7 +103,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         preedited_dtb=args.preedited_dtb,
         boot_fs=getattr(args, "boot_fs", None),
     )
-    config = load_config(args.config, options)
+    raw = read_config_file(Path(args.config))
+    try:
+        config = build_config(raw, options)
+    except UserError:
+        _remove_outputs(output_paths(raw, options))
+        raise
     for warning in config.warnings:
         sys.stderr.write(f"ibtasks: warning: {warning}\n")
     _check_writable(config.output_dir)

@@ -177,13 +177,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
     if "root=" not in dom0_cmd:
         dom0_cmd = f"{dom0_cmd} {_deduce_dom0_root(load_cmd, dom0_rootfs)}"
 
-    if options.output_name:
-        uboot_source = f"{options.output_name}.source"
-        uboot_script = f"{options.output_name}.scr"
-    else:
-        uboot_source = reader.text("UBOOT_SOURCE") or "boot.source"
-        uboot_script = reader.text("UBOOT_SCRIPT") or f"{_stem(uboot_source)}.scr"
-    fdtedit = reader.text("FDTEDIT") or f"{_stem(uboot_source)}.dtb"
+    uboot_source, uboot_script, fdtedit = _output_names(reader, options)
 
     config = Config(
         source=raw.source,
@@ -211,6 +205,27 @@ def build_config(raw: RawConfig, options: Options) -> Config:
     )
     _check_inputs_exist(config)
     return config
+
+
+def _output_names(reader: _Reader, options: Options) -> tuple[str, str, str]:
+    """UBOOT_SOURCE, UBOOT_SCRIPT and FDTEDIT, with -o NAME winning over the first two."""
+    if options.output_name:
+        uboot_source = f"{options.output_name}.source"
+        uboot_script = f"{options.output_name}.scr"
+    else:
+        uboot_source = reader.text("UBOOT_SOURCE") or "boot.source"
+        uboot_script = reader.text("UBOOT_SCRIPT") or f"{_stem(uboot_source)}.scr"
+    return uboot_source, uboot_script, reader.text("FDTEDIT") or f"{_stem(uboot_source)}.dtb"
+
+
+def output_paths(raw: RawConfig, options: Options) -> list[Path]:
+    """Where a build of `raw` writes its outputs, even if `raw` does not validate.
+
+    A failed build removes them, as the original did, so a stale boot.scr from an earlier
+    config is never taken for the result of this one.
+    """
+    out_dir = options.output_dir or options.root_dir
+    return [out_dir / name for name in _output_names(_Reader(raw), options)]
 
 
 def _stem(name: str) -> str:

@@ -332,3 +332,11 @@ def test_error_output_has_no_traceback_under_python_optimisation(seed_inputs: Pa
                             capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (
         1, "ibtasks: error: config:6: NUM_DOMUS: expected a whole number, got 'two'\n")
+
+
+def test_a_config_that_fails_validation_removes_the_previous_builds_outputs(
+        seed_inputs: Path) -> None:
+    succeed(seed_inputs, GOOD)
+    stderr = fail(seed_inputs, with_line(GOOD, "XEN", "XEN=no-such-xen"))
+    assert stderr == ("ibtasks: error: config:4: XEN: no-such-xen does not exist "
+                      f"(looked in {Path('.')})\n")
