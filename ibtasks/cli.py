@@ -36,7 +36,8 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} -h')")
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    """The original scripts' -c, -d and -t."""
     parser.add_argument("-c", dest="config", required=True, metavar="CONFIG",
                         help="ImageBuilder config file (bash syntax, or YAML if *.yaml/*.yml)")
     parser.add_argument("-d", dest="root", required=True, metavar="DIR",
@@ -44,14 +45,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-t", dest="load_cmd", metavar="LOADCMD",
                         help="U-Boot load command: tftp, sd, scsi, usb, virtio or any command "
                              "(wins over LOAD_CMD)")
-    parser.add_argument("-o", dest="output_name", metavar="NAME",
-                        help="write NAME.source and NAME.scr")
-    parser.add_argument("--output-dir", metavar="DIR",
-                        help="write outputs here instead of the -d directory")
+
+
+def _add_common_tail(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preedited-dtb", action="store_true",
                         help="load the edited DTB instead of running fdt commands in U-Boot")
-    parser.add_argument("--memory-map", action="store_true",
-                        help="print the memory layout as a table after building")
     parser.add_argument("-v", "--verbose", action="store_true", help="show each task run")
     parser.add_argument("doit_args", nargs="*", metavar="DOIT-ARGS",
                         help="after --: a doit command on the same graph (list, info TASK, ...)")
@@ -61,16 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ibtasks", description="Xen ImageBuilder as a doit task graph.")
     parser.add_argument("--version", action="version", version=f"ibtasks {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
     script = commands.add_parser("uboot-script-gen",
                                  help="boot.source, boot.scr and the edited DTB for a config")
-    _add_common(script)
+    _add_inputs(script)
+    script.add_argument("-o", dest="output_name", metavar="NAME",
+                        help="write NAME.source, NAME.scr and NAME.dtb")
+    script.add_argument("--output-dir", metavar="DIR",
+                        help="write outputs here instead of the -d directory")
+    script.add_argument("--memory-map", action="store_true",
+                        help="print the memory layout as a table after building")
+    _add_common_tail(script)
+
     disk = commands.add_parser("disk-image", help="a partitioned disk.img, as an ordinary user")
-    disk.add_argument("-c", dest="config", required=True, metavar="CONFIG",
-                      help="ImageBuilder config file (bash syntax, or YAML if *.yaml/*.yml)")
-    disk.add_argument("-d", dest="root", required=True, metavar="DIR",
-                      help="directory the config's paths are relative to; boot files go here")
-    disk.add_argument("-t", dest="load_cmd", metavar="LOADCMD",
-                      help="U-Boot load command: sd, scsi, virtio, usb, tftp or any command")
+    _add_inputs(disk)
     disk.add_argument("-o", dest="image", required=True, metavar="IMAGE",
                       help="the disk image to write")
     disk.add_argument("-w", dest="work", metavar="WORKDIR",
@@ -79,11 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="free space in each rootfs partition (default 128)")
     disk.add_argument("--boot-fs", choices=("fat", "ext4"),
                       help="boot partition filesystem (default fat; wins over BOOT_FS)")
-    disk.add_argument("--preedited-dtb", action="store_true",
-                      help="load the edited DTB instead of running fdt commands in U-Boot")
-    disk.add_argument("-v", "--verbose", action="store_true", help="show each task run")
-    disk.add_argument("doit_args", nargs="*", metavar="DOIT-ARGS",
-                      help="after --: a doit command on the same graph (list, info TASK, ...)")
+    _add_common_tail(disk)
     return parser
 
 
