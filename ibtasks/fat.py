@@ -57,6 +57,19 @@ class BootFile:
 
 
 @dataclass(frozen=True)
+class FileExtent:
+    """Where one non-empty file's data lies: its first cluster and its contiguous runs.
+
+    `runs` are (byte offset in the image, length in whole clusters' bytes); the file's bytes
+    fill them in order, the rest of the last cluster is zeros.
+    """
+
+    path: str
+    first_cluster: int
+    runs: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
 class FatImage:
     """What `build_fat_image` wrote."""
 
@@ -64,6 +77,8 @@ class FatImage:
     size: int
     fat_bits: int  # 16 or 32
     files: tuple[BootFile, ...]
+    cluster_bytes: int = 0
+    extents: tuple[FileExtent, ...] = ()
 
 
 def boot_partition_size(total_file_bytes: int) -> int:
@@ -76,7 +91,8 @@ def derive_volume_id(*parts: str) -> int:
     return derive_guid("fat-volume-id", *parts).int & 0xFFFFFFFF
 
 
-def _check_files(files: Sequence[BootFile]) -> tuple[BootFile, ...]:
+def check_boot_files(files: Sequence[BootFile]) -> tuple[BootFile, ...]:
+    """The files with normalised paths, duplicates of one source dropped; clashes refused."""
     seen: dict[str, BootFile] = {}
     for item in files:
         pure = PurePosixPath(item.path)
@@ -110,7 +126,7 @@ def _fixed_clock(epoch: int) -> Iterator[None]:
         DosDateTime.now = saved  # type: ignore[method-assign]
 
 
-def _label_bytes(label: str) -> str:
+def check_label(label: str) -> str:
     if len(label) > 11 or not label.isascii() or label != label.upper() or '"' in label:
         raise UserError(f"FAT volume label {label!r}: up to 11 upper-case ASCII characters")
     return label
@@ -131,7 +147,7 @@ def build_fat_image(
     sector's hidden-sectors field, which some firmware reads.
     """
     target = Path(output)
-    unique = _check_files(files)
+    unique = check_boot_files(files)
     sizes = []
     for item in unique:
         try:
@@ -148,9 +164,10 @@ def build_fat_image(
         with open(tmp, "wb") as image:
             image.truncate(size)
         with _fixed_clock(epoch):
-            _format(tmp, fat_bits, size, volume_id, _label_bytes(label))
-            runs = _add_files(tmp, unique, sizes)
-        _copy_data(tmp, runs)
+            _format(tmp, fat_bits, size, volume_id, check_label(label))
+            cluster_bytes, extents = _add_files(tmp, unique, sizes)
+        _copy_data(tmp, [(item.source, size) for item, size in zip(unique, sizes, strict=True)
+                         if size], extents)
         _fix_boot_sector(tmp, fat_bits, partition_start_lba)
         os.replace(tmp, target)
     except OSError as exc:
@@ -159,7 +176,7 @@ def build_fat_image(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return FatImage(target, size, fat_bits, unique)
+    return FatImage(target, size, fat_bits, unique, cluster_bytes, tuple(extents))
 
 
 def _format(path: Path, fat_bits: int, size: int, volume_id: int, label: str) -> None:
@@ -180,13 +197,14 @@ def _format(path: Path, fat_bits: int, size: int, volume_id: int, label: str) ->
 
 def _add_files(
     path: Path, files: Sequence[BootFile], sizes: Sequence[int]
-) -> list[tuple[Path, int, list[int]]]:
-    """Create directories and entries, allocate clusters; return (source, size, addresses)."""
+) -> tuple[int, list[FileExtent]]:
+    """Create directories and entries, allocate clusters; return bytes per cluster and the
+    extents of the non-empty files, in order."""
     # Imported here: pyfatfs.PyFatFS pulls in PyFilesystem2 and pkg_resources (slow, see notes).
     from pyfatfs.PyFatFS import PyFatFS
 
     fs = PyFatFS(str(path), utc=True, lazy_load=False)
-    runs: list[tuple[Path, int, list[int]]] = []
+    extents: list[FileExtent] = []
     made: set[str] = set()
     try:
         for item, size in zip(files, sizes, strict=True):
@@ -213,35 +231,40 @@ def _add_files(
                 entry.set_cluster(clusters[0])
                 entry.filesize = size
                 addresses = [fs.fs.get_data_cluster_address(c) for c in clusters]
-                runs.append((item.source, fs.fs.bytes_per_cluster, addresses))
+                runs = _merge_runs(addresses, fs.fs.bytes_per_cluster)
+                extents.append(FileExtent(item.path, clusters[0], runs))
             fs.fs.update_directory_entry(entry.get_parent_dir())
         fs.fs.flush_fat()
+        cluster_bytes = int(fs.fs.bytes_per_cluster)
     finally:
         fs.close()
-    return runs
+    return cluster_bytes, extents
 
 
-def _copy_data(path: Path, runs: Sequence[tuple[Path, int, list[int]]]) -> None:
+def _merge_runs(addresses: Sequence[int], cluster_bytes: int) -> tuple[tuple[int, int], ...]:
+    runs: list[list[int]] = []
+    for address in addresses:
+        if runs and runs[-1][0] + runs[-1][1] == address:
+            runs[-1][1] += cluster_bytes
+        else:
+            runs.append([address, cluster_bytes])
+    return tuple((start, length) for start, length in runs)
+
+
+def _copy_data(
+    path: Path, sources: Sequence[tuple[Path, int]], extents: Sequence[FileExtent]
+) -> None:
     """Copy each file's bytes to its clusters, one sparse copy per contiguous run."""
     out = os.open(path, os.O_WRONLY)
     try:
-        for source, cluster_bytes, addresses in runs:
+        for (source, size), extent in zip(sources, extents, strict=True):
             src = os.open(source, os.O_RDONLY)
             try:
-                size = os.fstat(src).st_size
                 done = 0
-                start = 0
-                while start < len(addresses):
-                    end = start + 1
-                    while (
-                        end < len(addresses)
-                        and addresses[end] == addresses[end - 1] + cluster_bytes
-                    ):
-                        end += 1
-                    length = min(size - done, (end - start) * cluster_bytes)
-                    copy_sparse(src, out, length, done, addresses[start])
-                    done += length
-                    start = end
+                for address, length in extent.runs:
+                    part = min(size - done, length)
+                    copy_sparse(src, out, part, done, address)
+                    done += part
             finally:
                 os.close(src)
     finally:
