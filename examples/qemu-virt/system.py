@@ -56,8 +56,13 @@ def render_config(
     dom0: Domain,
     domus: Sequence[Domain],
     fdtedit: str | None = None,
+    *,
+    dom0_rootfs: str | None = None,
 ) -> str:
-    """The ImageBuilder config (bash syntax) for this system on `machine`."""
+    """The ImageBuilder config (bash syntax) for this system on `machine`.
+
+    `dom0_rootfs` (an archive) is for `disk-image`: dom0's own partition, and its `root=`.
+    """
     lines = [
         "# Written by examples/qemu-virt; paths are relative to this directory.",
         _line("MEMORY_START", f"{machine.memory_start:#x}"),
@@ -68,8 +73,10 @@ def render_config(
         _line("DOM0_KERNEL", dom0.kernel),
         _line("DOM0_CMD", dom0.cmd or DOM0_CMD),
         _line("DOM0_RAMDISK", dom0.ramdisk),
-        _line("NUM_DOMUS", len(domus)),
     ]
+    if dom0_rootfs is not None:
+        lines.append(_line("DOM0_ROOTFS", dom0_rootfs))
+    lines.append(_line("NUM_DOMUS", len(domus)))
     for index, domu in enumerate(domus):
         lines.append(_line(f"DOMU_KERNEL[{index}]", domu.kernel))
         lines.append(_line(f"DOMU_RAMDISK[{index}]", domu.ramdisk))
