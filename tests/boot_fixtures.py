@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibtasks.fsutil import write_atomic
-from ibtasks.qemu import BootResult, BootSpec, Machine, boot, tftp_args, tftp_commands
+from ibtasks.qemu import (
+    DEFAULT_FAILURE_PATTERNS,
+    BootResult,
+    BootSpec,
+    Machine,
+    boot,
+    tftp_args,
+    tftp_commands,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "qemu-virt"
 if str(EXAMPLE) not in sys.path:
@@ -102,20 +110,43 @@ def build_system(
     return workdir
 
 
+def prepare_rootfs_dom0(parts: BootParts, name: str = "dom0-rootfs.cpio.gz") -> Path:
+    """A dom0 initramfs that mounts its `root=` partition (`initramfs.build_rootfs_initramfs`)."""
+    cache = debian.cache_root()
+    found = debian.fetch_binaries(cache, say=print)
+    modules = debian.fetch_modules(cache, say=print)
+    image = initramfs.build_rootfs_initramfs(
+        found.busybox.read_bytes(),
+        system.marker_for("dom0"),
+        [(module, modules.path(module).read_bytes()) for module in modules.order],
+    )
+    write_atomic(parts.path(name), image)
+    return parts.path(name)
+
+
 def boot_system(
     workdir: Path,
     markers: Sequence[str],
     absent_markers: Sequence[str] = (),
     settle_seconds: float = 0.0,
     idle_seconds: float = 60.0,
+    *,
+    commands: Sequence[str] | None = None,
+    media_args: Sequence[str] | None = None,
+    failure_patterns: Sequence[str] = DEFAULT_FAILURE_PATTERNS,
+    log_path: Path | None = None,
 ) -> BootResult:
-    """Boot the TFTP directory under QEMU; print which marker arrived when."""
+    """Boot under QEMU (by default the TFTP directory `workdir`); print which marker arrived when.
+
+    `commands` and `media_args` boot something else, such as a disk (`disk_commands`).
+    """
     spec = BootSpec(
-        commands=tftp_commands(),
+        commands=tuple(tftp_commands() if commands is None else commands),
         markers=tuple(markers),
         absent_markers=tuple(absent_markers),
-        log_path=workdir / "console.log",
-        media_args=tftp_args(workdir),
+        failure_patterns=tuple(failure_patterns),
+        log_path=log_path or workdir / "console.log",
+        media_args=tuple(tftp_args(workdir) if media_args is None else media_args),
         machine=MACHINE,
         timeout_seconds=240.0,
         idle_seconds=idle_seconds,
