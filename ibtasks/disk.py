@@ -6,6 +6,11 @@ Only partitions whose image file changed are rewritten: a record next to the dis
 `build_fat_image`), so a new image always has a new stamp. Copies skip holes (SEEK_DATA /
 SEEK_HOLE) and use `os.copy_file_range`, so disk.img stays as sparse as its images.
 
+A partition builder that updates its image in place (`fatupdate`) says which byte ranges it
+rewrote in `<image>.changes.json`, with the generation it wrote and the one the ranges were
+computed against; when disk.img's record holds that earlier generation for the partition, only
+those ranges are copied, otherwise the whole partition, so a stale list is never applied.
+
 A run never leaves a disk.img that a later run takes as complete: before the first byte is
 written the record is deleted and disk.img is renamed to `disk.img.partial`; it gets its name
 back, and a new record, only when every partition is written. Without a valid record the next
@@ -36,7 +41,8 @@ from ibtasks.gpt import SECTOR, GptPartition, GptTable, build_gpt
 MIB = 1024 * 1024
 FIRST_LBA = 2048
 ALIGN_SECTORS = MIB // SECTOR
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+CHANGES_VERSION = 1
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
@@ -65,6 +71,7 @@ class DiskResult:
     table: GptTable
     written: tuple[int, ...]
     bytes_copied: int
+    ranged: tuple[int, ...] = ()  # of `written`: those updated by their changed ranges only
 
     @property
     def size(self) -> int:
@@ -105,6 +112,83 @@ def _stamp(st: os.stat_result) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "dev": st.st_dev}
 
 
+def changes_path(image: str | os.PathLike[str]) -> Path:
+    """Where a partition builder records the ranges it rewrote in `image`."""
+    return Path(f"{os.fspath(image)}.changes.json")
+
+
+def new_generation() -> str:
+    """A fresh generation token: unique, so no stale list can match it by accident."""
+    return uuid.uuid4().hex
+
+
+def write_changes(
+    image: Path, generation: str, previous: str | None, ranges: Sequence[tuple[int, int]] | None
+) -> None:
+    """Say that `image` is now `generation`, and differs from `previous` only in `ranges`.
+
+    `ranges` None (or `previous` None) means everything may have changed. Written after the
+    image, stamped with its (size, mtime, inode), so it is ignored once the image changes again.
+    """
+    body = {
+        "version": CHANGES_VERSION,
+        "generation": generation,
+        "previous": previous if ranges is not None else None,
+        "image": _stamp(os.stat(image)),
+        "ranges": [[int(o), int(n)] for o, n in ranges] if ranges is not None else None,
+    }
+    write_atomic(changes_path(image), json.dumps(body).encode() + b"\n")
+
+
+def read_changes(image: str | os.PathLike[str], st: os.stat_result | None = None) -> Any:
+    """The changes record of `image` if it describes the image as it is now, else None."""
+    try:
+        data = json.loads(changes_path(image).read_text())
+        current = st if st is not None else os.stat(image)
+        if (
+            isinstance(data, dict)
+            and data.get("version") == CHANGES_VERSION
+            and isinstance(data.get("generation"), str)
+            and data.get("image") == _stamp(current)
+        ):
+            return data
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _part_stamp(image: Path) -> tuple[dict[str, Any], Any]:
+    st = os.stat(image)
+    changes = read_changes(image, st)
+    stamp: dict[str, Any] = dict(_stamp(st))
+    stamp["generation"] = changes["generation"] if changes else None
+    return stamp, changes
+
+
+def _changed_ranges(
+    changes: Any, old: dict[str, Any] | None, stamp: dict[str, Any]
+) -> list[tuple[int, int]] | None:
+    """The ranges to copy if disk.img holds exactly the generation they were computed against."""
+    if not changes or old is None or changes.get("previous") is None:
+        return None
+    if old.get("generation") != changes["previous"] or old.get("size") != stamp["size"]:
+        return None
+    ranges = changes.get("ranges")
+    if not isinstance(ranges, list):
+        return None
+    out = []
+    for item in ranges:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not all(isinstance(v, int) and v >= 0 for v in item)
+            or item[0] + item[1] > stamp["size"]
+        ):
+            return None
+        out.append((item[0], item[1]))
+    return out
+
+
 def _load_record(record: Path, output: Path, table_digest: str) -> list[Any] | None:
     """The images' stamps of the last complete run, or None if disk.img is not that run's."""
     try:
@@ -132,9 +216,10 @@ def assemble_disk(
     record = target.with_name(target.name + ".parts.json")
     partial = target.with_name(target.name + ".partial")
     old = _load_record(record, target, digest)
-    if old is not None and old == [_stamp(os.stat(part.image)) for part in partitions]:
+    if old is not None and old == [_part_stamp(part.image)[0] for part in partitions]:
         return DiskResult(target, table, (), 0)  # up to date: do not even touch it
     written: list[int] = []
+    ranged: list[int] = []
     copied = 0
     try:
         record.unlink(missing_ok=True)
@@ -151,17 +236,23 @@ def assemble_disk(
             for number, (part, entry) in enumerate(
                 zip(partitions, table.partitions, strict=True), start=1
             ):
-                stamp = _stamp(os.stat(part.image))
+                stamp, changes = _part_stamp(part.image)
                 stamps.append(stamp)
-                if old is not None and number <= len(old) and old[number - 1] == stamp:
+                before = old[number - 1] if old is not None and number <= len(old) else None
+                if before == stamp:
                     continue
                 start = entry.first_lba * SECTOR
+                written.append(number)
+                ranges = _changed_ranges(changes, before, stamp)
+                if ranges is not None:
+                    copied += _write_ranges(part.image, fd, start, stamp["size"], ranges)
+                    ranged.append(number)
+                    continue
                 # Updating in place: punch holes where the new image has none of its own
                 # data, overwrite the rest (cheaper than freeing all blocks, then allocating).
                 copied += _write_image(part.image, fd, start, stamp["size"], old is not None)
                 if old is not None and entry.sectors * SECTOR > stamp["size"]:
-                    _clear(fd, start + stamp["size"], entry.sectors * SECTOR - stamp["size"])
-                written.append(number)
+                    clear_range(fd, start + stamp["size"], entry.sectors * SECTOR - stamp["size"])
             if old is None:
                 os.ftruncate(fd, table.total_sectors * SECTOR)
                 os.pwrite(fd, backup, table.total_sectors * SECTOR - len(backup))
@@ -182,7 +273,7 @@ def assemble_disk(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return DiskResult(target, table, tuple(written), copied)
+    return DiskResult(target, table, tuple(written), copied, tuple(ranged))
 
 
 def _write_image(image: Path, fd: int, offset: int, size: int, punch: bool) -> int:
@@ -191,6 +282,21 @@ def _write_image(image: Path, fd: int, offset: int, size: int, punch: bool) -> i
         if os.fstat(src).st_size != size:
             raise UserError(f"{image} changed while disk.img was written; run again")
         return copy_sparse(src, fd, size, 0, offset, punch_holes=punch)
+    finally:
+        os.close(src)
+
+
+def _write_ranges(
+    image: Path, fd: int, offset: int, size: int, ranges: Sequence[tuple[int, int]]
+) -> int:
+    src = os.open(image, os.O_RDONLY)
+    try:
+        if os.fstat(src).st_size != size:
+            raise UserError(f"{image} changed while disk.img was written; run again")
+        return sum(
+            copy_sparse(src, fd, length, at, offset + at, punch_holes=True)
+            for at, length in ranges
+        )
     finally:
         os.close(src)
 
@@ -220,7 +326,7 @@ def copy_sparse(
                 raise
             data = end  # only a hole is left
         if punch_holes and data > position:
-            _clear(dst, dst_offset + (position - src_offset), data - position)
+            clear_range(dst, dst_offset + (position - src_offset), data - position)
         if data >= end:
             break
         hole = min(os.lseek(src, data, os.SEEK_HOLE), end)
@@ -236,7 +342,7 @@ def copy_sparse(
     return copied
 
 
-def _clear(fd: int, offset: int, length: int) -> None:
+def clear_range(fd: int, offset: int, length: int) -> None:
     """Turn a range of the disk back into a hole (zeros where the filesystem cannot)."""
     libc = ctypes.CDLL(None, use_errno=True)
     fallocate = libc.fallocate
