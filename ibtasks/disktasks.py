@@ -22,8 +22,9 @@ from typing import Any
 from doit.tools import config_changed
 
 from ibtasks.config import Binary, Config
-from ibtasks.disk import PartitionImage, assemble_disk
-from ibtasks.fat import BootFile, build_fat_image, derive_volume_id
+from ibtasks.disk import PartitionImage, assemble_disk, changes_path, read_changes
+from ibtasks.fat import BootFile, derive_volume_id
+from ibtasks.fatupdate import manifest_path, write_fat_image
 from ibtasks.fsutil import write_atomic
 from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from ibtasks.rootfs import RootfsSpec, build_rootfs_image
@@ -78,20 +79,24 @@ def built_marker(image: str) -> str:
     """A small file that changes whenever `image` is rebuilt.
 
     ib_disk depends on these instead of the images, so doit never hashes hundreds of MiB of
-    partition images that it has just written itself.
+    partition images that it has just written itself. It names the image's generation too: an
+    image updated in place keeps its inode and may keep its mtime (coarse clock).
     """
     return image + ".built"
 
 
 def _mark_built(image: str) -> None:
     st = os.stat(image)
-    record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    changes = read_changes(image, st)
+    record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino,
+              "generation": changes["generation"] if changes else None}
     write_atomic(built_marker(image), json.dumps(record).encode())
 
 def write_boot_partition(files: list[tuple[str, str]], boot_fs: str, identity: str, epoch: int,
                          out: str) -> None:
+    # FAT: updated in place when only file contents changed (see fatupdate), else rebuilt.
     if boot_fs == "fat":
-        build_fat_image(out, [BootFile(path, Path(src)) for path, src in files],
+        write_fat_image(out, [BootFile(path, Path(src)) for path, src in files],
                         volume_id=derive_volume_id(identity, "boot"), label="BOOT", epoch=epoch)
     else:
         _write_ext4_boot_partition(files, identity, epoch, out)
@@ -156,7 +161,9 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[Tas
         "actions": [(run_step, [write_boot_partition, files, config.boot_fs, identity, epoch,
                                 boot_image])],
         "file_dep": [src for _, src in files],
-        "targets": [boot_image, built_marker(boot_image)],
+        "targets": [boot_image, built_marker(boot_image)] + (
+            [str(manifest_path(boot_image)), str(changes_path(boot_image))]
+            if config.boot_fs == "fat" else []),
         "uptodate": [config_changed({"files": [p for p, _ in files], "fs": config.boot_fs,
                                      "epoch": epoch, "identity": identity})],
         "clean": True,
