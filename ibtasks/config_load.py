@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ibtasks.config import Config, Options, RawConfig, RawKey, RawValue, build_config, check_key
 from ibtasks.config_bash import parse_bash_config
-from ibtasks.config_yaml import read_yaml_config
 from ibtasks.errors import UserError, at_line
 
 
@@ -25,6 +24,8 @@ def read_config_file(path: Path, environ: Mapping[str, str] | None = None) -> Ra
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read config file {path}: {exc}") from exc
     if path.suffix in (".yaml", ".yml"):
+        from ibtasks.config_yaml import read_yaml_config  # pyyaml costs ~8 ms to import
+
         return read_yaml_config(text, str(path))
     recorder = RecordingEnviron(os.environ if environ is None else environ)
     raw = raw_from_bash(text, str(path), recorder)
