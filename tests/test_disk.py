@@ -13,6 +13,7 @@ import pytest
 from ibtasks.disk import DiskResult, PartitionImage, assemble_disk
 from ibtasks.errors import UserError
 from ibtasks.fat import BootFile, build_fat_image
+from ibtasks.fatupdate import FatWrite, write_fat_image
 from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from tests.unprivileged import run_as_user, unprivileged_python, user_tmp_dir
 
@@ -302,3 +303,69 @@ def check_unprivileged_disk_build(work: Path) -> None:
     listing = subprocess.run(["mdir", "-b", "-/", "-i", f"{disk}@@{2048 * 512}", "::"],
                              check=True, capture_output=True, text=True, env=env).stdout
     assert sorted(listing.split()) == ["::/dom1/", "::/dom1/Image", "::/xen"]
+
+
+# ---- partition images updated in place (fatupdate) -------------------------------------------
+
+def make_boot_in_place(root: Path, kernel: bytes) -> FatWrite:
+    """The boot image through fatupdate: updated in place when the kernel keeps its clusters."""
+    src = root / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    xen, image = src / "xen", src / "Image"
+    if not xen.exists():
+        xen.write_bytes(b"X" * 5000)
+    old = image.stat().st_mtime_ns if image.exists() else 0
+    image.write_bytes(kernel)
+    os.utime(image, ns=(old + 10**9, old + 10**9))  # surely a new mtime, even on coarse clocks
+    files = [BootFile("xen", xen), BootFile("dom1/Image", image)]
+    return write_fat_image(root / "work" / "boot.vfat", files, volume_id=0xB007, label="BOOT",
+                           epoch=EPOCH)
+
+
+def in_place_setup(root: Path) -> tuple[Path, list[PartitionImage]]:
+    assert not make_boot_in_place(root, b"K" * 3000).in_place
+    parts = partitions(root / "work" / "boot.vfat", make_ext4(root / "work" / "dom0.ext4"))
+    assemble_disk(root / "disk.img", DISK_GUID, parts)
+    return root / "disk.img", parts
+
+
+def test_boot_image_updated_in_place_goes_to_the_disk_as_its_changed_ranges_only(
+    tmp_path: Path,
+) -> None:
+    disk, parts = in_place_setup(tmp_path)
+    inode = disk.stat().st_ino
+    update = make_boot_in_place(tmp_path, b"N" * 4000)  # 2 clusters of 2 KiB, as before
+    assert update.in_place
+    result = assemble_disk(disk, DISK_GUID, parts)
+    assert result.written == (1,) and result.ranged == (1,)
+    assert 4000 <= result.bytes_copied <= sum(length for _, length in update.ranges) < 8192
+    assert disk.stat().st_ino == inode
+    # The same disk as one assembled from scratch from the same images.
+    assert disk.read_bytes() == assemble_disk(tmp_path / "fresh.img", DISK_GUID, parts).path \
+        .read_bytes()
+    kernel = subprocess.run(["mtype", "-i", f"{disk}@@{2048 * 512}", "::/dom1/Image"],
+                            check=True, capture_output=True,
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.startswith("MTOOLS")}).stdout
+    assert kernel == b"N" * 4000
+    assert disk.stat().st_blocks * 512 < disk.stat().st_size // 4
+    assert assemble_disk(disk, DISK_GUID, parts).written == ()
+
+
+def test_change_list_computed_against_another_generation_is_not_applied(tmp_path: Path) -> None:
+    disk, parts = in_place_setup(tmp_path)
+    assert make_boot_in_place(tmp_path, b"N" * 4000).in_place
+    assert make_boot_in_place(tmp_path, b"M" * 3500).in_place  # disk.img holds neither
+    result = assemble_disk(disk, DISK_GUID, parts)
+    assert result.written == (1,) and result.ranged == ()
+    assert disk.read_bytes() == assemble_disk(tmp_path / "fresh.img", DISK_GUID, parts).path \
+        .read_bytes()
+
+
+def test_boot_image_rebuilt_in_full_is_copied_in_full(tmp_path: Path) -> None:
+    disk, parts = in_place_setup(tmp_path)
+    assert not make_boot_in_place(tmp_path, b"L" * 5000).in_place  # 3 clusters now
+    result = assemble_disk(disk, DISK_GUID, parts)
+    assert result.written == (1,) and result.ranged == ()
+    assert disk.read_bytes() == assemble_disk(tmp_path / "fresh.img", DISK_GUID, parts).path \
+        .read_bytes()
