@@ -172,3 +172,25 @@ def test_a_corrupt_archive_is_one_line_and_leaves_no_disk(disk_inputs: Path) -> 
     assert len(result.stderr.splitlines()) == 1
     assert "DOMU_ROOTFS[2]" in result.stderr
     assert not (disk_inputs / "disk.img").exists()
+
+
+def test_a_same_size_kernel_change_updates_boot_and_disk_in_place_to_a_fresh_builds_bytes(
+        disk_inputs: Path) -> None:
+    disk_image(disk_inputs)
+    boot = disk_inputs / ".ibtasks" / "boot.vfat"
+    inodes = boot.stat().st_ino, (disk_inputs / "disk.img").stat().st_ino
+    kernel = disk_inputs / "zynqmp-dom2" / "Image-domU"
+    data = kernel.read_bytes()
+    kernel.write_bytes(data[:-3] + b"new")  # a rebuilt kernel of the same size
+    assert disk_image(disk_inputs) >= {"ib_partition:boot", "ib_disk"}
+    assert (boot.stat().st_ino, (disk_inputs / "disk.img").stat().st_ino) == inodes
+    changes = json.loads((disk_inputs / ".ibtasks" / "boot.vfat.changes.json").read_text())
+    assert changes["previous"] is not None and changes["ranges"]  # updated in place
+    record = json.loads((disk_inputs / "disk.img.parts.json").read_text())
+    assert record["parts"][0]["generation"] == changes["generation"]
+    updated = hashlib.sha256((disk_inputs / "disk.img").read_bytes()).hexdigest()
+    shutil.rmtree(disk_inputs / ".ibtasks")
+    (disk_inputs / "disk.img").unlink()
+    (disk_inputs / "disk.img.parts.json").unlink()
+    disk_image(disk_inputs)
+    assert hashlib.sha256((disk_inputs / "disk.img").read_bytes()).hexdigest() == updated
