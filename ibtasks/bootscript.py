@@ -1,4 +1,4 @@
-"""boot.source: the U-Boot commands that load every binary, edit /chosen and start Xen.
+"""boot.source: the U-Boot commands that load every binary, edit /chosen and start Xen (or Linux).
 
 A pure function of the config, the layout and the /chosen edits, in the seed's order, so users
 who know the original script can read and tweak it.
@@ -39,47 +39,98 @@ def fdt_growth(edits: list[DtEdit]) -> int:
     return total
 
 
-def fdt_resize_bytes(edits: list[DtEdit]) -> int:
-    growth = fdt_growth(edits)
+def fdt_resize_bytes(edits: list[DtEdit], overlay_bytes: int = 0) -> int:
+    """`fdt resize`'s argument: room for the edits and for what the overlays add (at most
+    their own size). U-Boot reads it as hex, so the decimal number only errs on the large side."""
+    growth = fdt_growth(edits) + overlay_bytes
     return max(MIN_FDT_RESIZE, (growth + MIN_FDT_RESIZE - 1) // MIN_FDT_RESIZE * MIN_FDT_RESIZE)
 
 
 def script_path(config: Config, path: str) -> str:
-    """How the script names an input: relative to the root (-d) directory, as the seed."""
-    return os.path.normpath(path)
+    """How the script names an input: relative to the root (-d) directory, as the seed,
+    after `-p PREPEND_PATH` when given."""
+    return _prepend(config, os.path.normpath(path))
 
 
 def output_script_path(config: Config, name: str) -> str:
     """How the script names one of our outputs, which live in the output directory."""
     absolute = config.output_dir.resolve() / name
-    return os.path.relpath(absolute, config.root_dir.resolve())
+    return _prepend(config, os.path.relpath(absolute, config.root_dir.resolve()))
+
+
+def _prepend(config: Config, path: str) -> str:
+    prefix = config.boot.prepend_path
+    return f"{prefix}/{path}" if prefix else path
+
+
+def xen_uimage_name(config: Config) -> str:
+    """BOOT_CMD=bootm loads Xen (or LINUX) wrapped as a uImage: `<path>.ub` in the output dir,
+    beside the original when outputs go to the -d directory, as upstream's `$XEN.ub`."""
+    return f"{os.path.normpath(config.xen.path)}.ub"
+
+
+def boot_command(config: Config, kernel: str, dtb: str) -> list[str]:
+    """The last line(s) of the script for BOOT_CMD (reference doc §1.1)."""
+    cmd = config.boot.boot_cmd
+    if cmd == "none":
+        return [f"setenv host_kernel_addr {kernel}", f"setenv host_fdt_addr {dtb}"]
+    if cmd == "bootefi":  # bootefi takes the image and the DTB only
+        return [f"bootefi {kernel} {dtb}"]
+    return [f"{cmd} {kernel} - {dtb}"]
+
+
+def extra_commands(config: Config) -> list[str]:
+    """APPEND_EXTRA_CMDS's lines, read while generating (the file is a file_dep)."""
+    extra = config.boot.append_extra_cmds
+    if extra is None:
+        return []
+    return (config.root_dir / extra.path).read_text().splitlines()
+
+
+def _load_path(config: Config, key: str, path: str) -> str:
+    if config.preedited_dtb and key == config.device_tree.key:
+        return output_script_path(config, config.fdtedit)
+    if config.boot.boot_cmd == "bootm" and key == config.xen.key:
+        return output_script_path(config, xen_uimage_name(config))
+    return script_path(config, path)
 
 
 def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> str:
     """The whole boot.source text.
 
     With `preedited_dtb`, the script loads the edited DTB (FDTEDIT) at the DTB's address and
-    has no `fdt` commands, for U-Boot builds without the `fdt` command.
+    has no `fdt` commands, for U-Boot builds without the `fdt` command; DT overlays are then
+    already applied to FDTEDIT and not loaded.
     """
     lines = []
+    overlays = {b.key for b in config.boot.dt_overlays}
     for region in layout.regions:
-        path = script_path(config, region.path)
-        if config.preedited_dtb and region.key == config.device_tree.key:
-            path = output_script_path(config, config.fdtedit)
-        lines.append(f"{config.load_cmd} 0x{region.address:X} {path}")
+        if config.preedited_dtb and region.key in overlays:
+            continue
+        load = config.boot.load_cmd_for(region.key, config.load_cmd)
+        lines.append(f"{load} 0x{region.address:X} {_load_path(config, region.key, region.path)}")
+        if config.boot.bitstream and region.key == config.boot.bitstream.key:
+            # The FPGA is assumed to be device 0, as upstream; fpga takes the size in hex.
+            lines.append(f"fpga load 0 0x{region.address:X} 0x{region.size:X}")
     dtb = layout.region(config.device_tree.key).address
     if not config.preedited_dtb:
+        overlay_regions = [r for r in layout.regions if r.key in overlays]
         lines.append(f"fdt addr 0x{dtb:X}")
-        lines.append(f"fdt resize {fdt_resize_bytes(edits)}")
+        lines.append(f"fdt resize {fdt_resize_bytes(edits, sum(r.size for r in overlay_regions))}")
+        lines += [f"fdt apply 0x{r.address:X}" for r in overlay_regions]
         lines += [render_fdt_command(edit) for edit in edits]
     lines.append("setenv fdt_high 0xffffffffffffffff")
+    if config.boot.print_chosen:
+        lines.append("fdt print /chosen")
+    lines += extra_commands(config)
     xen = layout.region(config.xen.key).address
-    lines.append(f"booti 0x{xen:X} - 0x{dtb:X}")
+    lines += boot_command(config, f"0x{xen:X}", f"0x{dtb:X}")
     return "\n".join(lines) + "\n"
 
 
 def render_final_message(config: Config, layout: Layout) -> str:
     """The seed's last two stdout lines: where to load the script and how to run it."""
     slot = f"0x{layout.script_slot:X}"
+    script = _prepend(config, config.uboot_script)
     return (f"Generated uboot script {config.uboot_script}, to be loaded at address {slot}:\n"
-            f"{config.load_cmd} {slot} {config.uboot_script}; source {slot}\n")
+            f"{config.load_cmd} {slot} {script}; source {slot}\n")

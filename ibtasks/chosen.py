@@ -50,16 +50,32 @@ def _domu_edits(domu: DomU, layout: Layout) -> list[DtEdit]:
     return edits
 
 
+def plan_linux_edits(config: Config, layout: Layout) -> list[DtEdit]:
+    """A bare-metal Linux boot's /chosen: bootargs and the ramdisk's start and end (64-bit)."""
+    edits: list[DtEdit] = [SetProp(CHOSEN, "bootargs", Strings((config.boot.linux_cmd,)))]
+    if config.boot.linux_ramdisk:
+        ramdisk = layout.region(config.boot.linux_ramdisk.key)
+        edits += [SetProp(CHOSEN, "linux,initrd-start", Cells(split_u64(ramdisk.address))),
+                  SetProp(CHOSEN, "linux,initrd-end", Cells(split_u64(ramdisk.end)))]
+    return edits
+
+
 def plan_chosen_edits(config: Config, layout: Layout) -> list[DtEdit]:
-    """Every /chosen edit, in the seed's order."""
+    """Every /chosen edit, in the seed's order (the XSM policy node after Xen's bootargs)."""
+    if config.linux_mode:
+        return plan_linux_edits(config, layout)
     edits: list[DtEdit] = [
         SetProp(CHOSEN, "#address-cells", Cells((2,))),
         SetProp(CHOSEN, "#size-cells", Cells((2,))),
         SetProp(CHOSEN, "xen,xen-bootargs", Strings((config.xen_cmd,))),
     ]
-    edits += _module(CHOSEN, "dom0", layout, config.dom0_kernel.key,
-                     ("xen,linux-zimage", "xen,multiboot-module", "multiboot,module"))[1]
-    edits.append(SetProp(CHOSEN, "xen,dom0-bootargs", Strings((config.dom0_cmd,))))
+    if config.boot.xen_policy:
+        edits += _module(CHOSEN, "xen-policy", layout, config.boot.xen_policy.key,
+                         ("xen,xsm-policy", "xen,multiboot-module", "multiboot,module"))[1]
+    if config.dom0_kernel:
+        edits += _module(CHOSEN, "dom0", layout, config.dom0_kernel.key,
+                         ("xen,linux-zimage", "xen,multiboot-module", "multiboot,module"))[1]
+        edits.append(SetProp(CHOSEN, "xen,dom0-bootargs", Strings((config.dom0_cmd,))))
     if config.dom0_ramdisk:
         edits += _module(CHOSEN, "dom0-ramdisk", layout, config.dom0_ramdisk.key,
                          ("xen,linux-initrd", "xen,multiboot-module", "multiboot,module"))[1]

@@ -21,7 +21,7 @@ from ibtasks.errors import UserError
 from ibtasks.stamp import replay_if_unchanged, stamp_path, write_stamp
 
 if TYPE_CHECKING:
-    from ibtasks.config import Config
+    from ibtasks.config import Binary, Config
 
 # Imports of doit and of our graph modules cost ~70 ms; they happen only past the no-op fast
 # path (see ibtasks.stamp), inside the functions that need them.
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write outputs here instead of the -d directory")
     script.add_argument("--memory-map", action="store_true",
                         help="print the memory layout as a table after building")
+    script.add_argument("-p", dest="prepend_path", default="", metavar="PREPEND_PATH",
+                        help="prefix every path the script loads (and the script's own path)")
+    script.add_argument("-s", dest="calc", action="store_true",
+                        help="let U-Boot compute addresses at boot from each file's size; "
+                             "the files need not exist now (no edited DTB)")
     _add_common_tail(script)
 
     disk = commands.add_parser("disk-image", help="a partitioned disk.img, as an ordinary user")
@@ -100,6 +105,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         output_dir=output_dir,
         preedited_dtb=args.preedited_dtb,
         boot_fs=getattr(args, "boot_fs", None),
+        prepend_path=getattr(args, "prepend_path", ""),
+        calc=getattr(args, "calc", False),
     )
     raw = read_config_file(Path(args.config))
     try:
@@ -155,12 +162,19 @@ def uboot_script_gen(args: argparse.Namespace, stamp: Path) -> int:
     out.write(render_final_message(config, layout))
     sys.stdout.write(out.getvalue())
     if not config.warnings:
+        checks = (work / "check").iterdir() if (work / "check").is_dir() else iter(())
         files = [args.config, *(str(p) for p in outputs(config)), str(work / "layout.json"),
-                 str(work / "doit-deps.json"), *(str(p) for p in (work / "check").iterdir()),
-                 *(str(config.root_dir / b.path) for b in config.binaries())]
+                 str(work / "doit-deps.json"), *(str(p) for p in checks),
+                 *(str(config.root_dir / b.path) for b in _read_inputs(config))]
         names = [*config.environ_used, "SOURCE_DATE_EPOCH"]
         write_stamp(stamp, files, {n: os.environ.get(n) for n in names}, out.getvalue())
     return 0
+
+
+def _read_inputs(config: Config) -> list[Binary]:
+    """The inputs a build reads: with -s only APPEND_EXTRA_CMDS, the binaries need not exist."""
+    extra = [config.boot.append_extra_cmds] if config.boot.append_extra_cmds else []
+    return extra + ([] if config.boot.calc else config.binaries())
 
 
 def disk_image(args: argparse.Namespace) -> int:

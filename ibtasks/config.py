@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ibtasks.bootopts import BootOptions, read_boot_options
 from ibtasks.errors import UserError
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
 
@@ -28,9 +29,8 @@ LOAD_CMD_ALIASES = {
 # a different system than the user asked for.
 UNSUPPORTED_UPSTREAM_KEYS = frozenset({
     "DOMU_STATIC_MEM", "DOMU_DIRECT_MAP", "DOMU_SHARED_MEM", "DOMU_CPUPOOL", "CPUPOOL",
-    "NUM_CPUPOOLS", "DOMU_ENHANCED", "DOMU_VPL011", "XEN_STATIC_HEAP", "XEN_POLICY",
-    "NUM_DT_OVERLAY", "DT_OVERLAY", "BITSTREAM", "BOOT_CMD", "APPEND_EXTRA_CMDS", "XEN_LOAD",
-    "DOM0_LOAD", "DOMU_LOAD", "LINUX", "FIT", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
+    "NUM_CPUPOOLS", "DOMU_ENHANCED", "DOMU_VPL011", "XEN_STATIC_HEAP",
+    "LINUX_ROOTFS", "FIT", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
     "DOMU_STATIC_EVTCHNS", "DOMU_PASSTHROUGH_PATHS", "DOMU_NR_SPIS", "DOM0_MEM", "DOM0_VCPUS",
 })
 
@@ -99,9 +99,9 @@ class Config:
     memory_start: int
     memory_end: int
     device_tree: Binary
-    xen: Binary
+    xen: Binary  # the kernel the boot command starts: XEN, or LINUX in bare-metal mode
     xen_cmd: str
-    dom0_kernel: Binary
+    dom0_kernel: Binary | None
     dom0_cmd: str
     dom0_ramdisk: Binary | None
     dom0_rootfs: Binary | None
@@ -113,6 +113,12 @@ class Config:
     boot_fs: str = "fat"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     environ_used: tuple[str, ...] = field(default=(), compare=False)
+    boot: BootOptions = field(default_factory=BootOptions)  # issue 6 part Q: bootopts.py
+
+    @property
+    def linux_mode(self) -> bool:
+        """A bare-metal Linux boot (LINUX set, no XEN): no dom0, no domUs, no Xen."""
+        return self.xen.key == "LINUX"
 
     def rootfs_archives(self) -> list[Binary]:
         """DOM0_ROOTFS and every DOMU_ROOTFS, in partition order."""
@@ -121,13 +127,19 @@ class Config:
 
     def binaries(self) -> list[Binary]:
         """Every input that the boot script loads, in the seed's load order."""
-        found = [self.xen, self.dom0_kernel]
-        if self.dom0_ramdisk:
-            found.append(self.dom0_ramdisk)
+        # New modules go where upstream puts them relative to their neighbours: the policy
+        # after Xen, overlays just before the DTB, the bitstream after it.
+        found = [self.xen]
+        for extra in (self.boot.linux_ramdisk, self.boot.xen_policy, self.dom0_kernel,
+                      self.dom0_ramdisk):
+            if extra:
+                found.append(extra)
         for domu in self.domus:
             if domu.boots_with_xen:
                 found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
-        found.append(self.device_tree)
+        found += [*self.boot.dt_overlays, self.device_tree]
+        if self.boot.bitstream:
+            found.append(self.boot.bitstream)
         return found
 
 
@@ -146,6 +158,8 @@ class Options:
     output_dir: Path | None = None  # default: root_dir, as the seed
     preedited_dtb: bool = False
     boot_fs: str | None = None  # disk-image --boot-fs, wins over BOOT_FS
+    prepend_path: str = ""  # -p PREPEND_PATH
+    calc: bool = False  # -s: addresses computed by U-Boot
 
 
 def _boot_fs(text: str, where: str | None) -> str:
@@ -160,7 +174,9 @@ def build_config(raw: RawConfig, options: Options) -> Config:
     num_domus = reader.count("NUM_DOMUS")
     domus = tuple(_build_domu(reader, i) for i in range(num_domus))
 
-    load_cmd = options.load_cmd or reader.text("LOAD_CMD")
+    xen, linux_mode = _host_kernel(reader)
+    boot = read_boot_options(reader, options.prepend_path, options.calc, linux_mode, num_domus)
+    load_cmd = options.load_cmd or reader.text("LOAD_CMD") or _covering_load_cmd(boot, domus)
     if not load_cmd:
         raise UserError("no load command: pass -t (tftp, sd, scsi, usb, virtio or a U-Boot "
                         "command) or set LOAD_CMD in the config")
@@ -174,8 +190,11 @@ def build_config(raw: RawConfig, options: Options) -> Config:
 
     dom0_rootfs = reader.binary("DOM0_ROOTFS")
     dom0_cmd = reader.text("DOM0_CMD") or ""
-    if "root=" not in dom0_cmd:
-        dom0_cmd = f"{dom0_cmd} {_deduce_dom0_root(load_cmd, dom0_rootfs)}"
+    if linux_mode:
+        _check_no_dom0(reader, num_domus)
+        dom0_cmd = ""
+    elif "root=" not in dom0_cmd:
+        dom0_cmd = f"{dom0_cmd} {_deduce_dom0_root(boot.dom0_load or load_cmd, dom0_rootfs)}"
 
     uboot_source, uboot_script, fdtedit = _output_names(reader, options)
 
@@ -187,9 +206,9 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         memory_start=memory_start,
         memory_end=memory_end,
         device_tree=reader.required_binary("DEVICE_TREE"),
-        xen=reader.required_binary("XEN"),
+        xen=xen,
         xen_cmd=_bootargs(reader, "XEN_CMD"),
-        dom0_kernel=reader.required_binary("DOM0_KERNEL"),
+        dom0_kernel=None if linux_mode else reader.required_binary("DOM0_KERNEL"),
         dom0_cmd=_check_quotes(dom0_cmd, "DOM0_CMD", reader.where("DOM0_CMD")),
         dom0_ramdisk=reader.binary("DOM0_RAMDISK"),
         dom0_rootfs=dom0_rootfs,
@@ -202,9 +221,48 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                          reader.where("BOOT_FS")),
         warnings=raw.warnings,
         environ_used=raw.environ_used,
+        boot=boot,
     )
-    _check_inputs_exist(config)
+    if boot.calc:
+        if config.preedited_dtb:
+            raise UserError("--preedited-dtb cannot be combined with -s: the edited DTB needs "
+                            "the load addresses, which -s leaves to U-Boot")
+        # -s: files need not exist now; only the one we read while generating must.
+        _check_inputs_exist(config, [boot.append_extra_cmds] if boot.append_extra_cmds else [])
+    else:
+        _check_inputs_exist(config)
     return config
+
+
+def _host_kernel(reader: _Reader) -> tuple[Binary, bool]:
+    """XEN, or LINUX for a bare-metal Linux boot (reference doc §1.5); one of them is needed."""
+    xen, linux = reader.binary("XEN"), reader.binary("LINUX")
+    if xen and linux:
+        raise UserError("LINUX: set XEN or LINUX, not both (LINUX boots Linux without Xen)",
+                        reader.where("LINUX"))
+    if linux:
+        return linux, True
+    return reader.required_binary("XEN"), False
+
+
+def _check_no_dom0(reader: _Reader, num_domus: int) -> None:
+    for name in ("DOM0_KERNEL", "DOM0_RAMDISK", "DOM0_ROOTFS", "XEN_CMD", "DOM0_CMD",
+                 "DOM0_LOAD"):
+        if reader.where(name):
+            raise UserError(f"{name}: a bare-metal LINUX boot has no Xen or dom0; remove it or "
+                            "set XEN instead of LINUX", reader.where(name))
+    if num_domus:
+        raise UserError("NUM_DOMUS: a bare-metal LINUX boot has no domUs; set it to 0 or set "
+                        "XEN instead of LINUX", reader.where("NUM_DOMUS"))
+
+
+def _covering_load_cmd(boot: BootOptions, domus: tuple[DomU, ...]) -> str | None:
+    """Without LOAD_CMD, XEN_LOAD may stand in when the per-image keys cover every file."""
+    covered = {i for i, _ in boot.domu_load}
+    if boot.xen_load and (boot.linux_cmd or boot.dom0_load) and all(
+            d.index in covered for d in domus if d.boots_with_xen):
+        return boot.xen_load
+    return None
 
 
 def _output_names(reader: _Reader, options: Options) -> tuple[str, str, str]:
@@ -294,9 +352,12 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
     )
 
 
-def _check_inputs_exist(config: Config) -> None:
+def _check_inputs_exist(config: Config, inputs: list[Binary] | None = None) -> None:
     """Every input must exist and be readable now: doit would run an action without it."""
-    inputs = config.binaries() + config.rootfs_archives()
+    if inputs is None:
+        inputs = config.binaries() + config.rootfs_archives()
+        if config.boot.append_extra_cmds:
+            inputs.append(config.boot.append_extra_cmds)
     for binary in inputs:
         path = config.root_dir / binary.path
         if not path.is_file():

@@ -51,9 +51,7 @@ def disk_identity(config: Config, image: Path) -> str:
 
 def boot_files(config: Config) -> list[tuple[str, Path]]:
     """(path in the partition, source) of every boot file, at the paths the script loads."""
-    found: list[Binary] = [config.xen, config.dom0_kernel, config.device_tree]
-    if config.dom0_ramdisk:
-        found.append(config.dom0_ramdisk)
+    found: list[Binary] = config.binaries()  # what the script loads, and every domU's files
     for domu in config.domus:
         found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
     files = {os.path.normpath(b.path): config.root_dir / b.path for b in found}

@@ -22,6 +22,8 @@ UIMAGE_MAGIC = 0x27051956
 FDT_MAGIC = 0xD00DFEED
 ARM64_MAGIC = b"ARM\x64"  # at offset 56 of an arm64 Image (Linux Documentation/arch/arm64/booting)
 ZIMAGE_MAGIC = 0x016F2818  # at offset 36 of an arm32 zImage
+SELINUX_MAGIC = 0xF97CFF8C  # little-endian, first word of a FLASK/SELinux policy (file(1))
+XILINX_BIT_HEAD = bytes.fromhex("00090ff00ff00ff00ff0000001")  # a Xilinx .bit file's header
 
 
 class Role(Enum):
@@ -30,6 +32,9 @@ class Role(Enum):
     EXECUTABLE = "executable"  # Xen and kernels
     RAMDISK = "ramdisk"
     DTB = "device tree"
+    POLICY = "XSM policy"
+    BITSTREAM = "bitstream"
+    TEXT = "text"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,10 @@ def classify(head: bytes) -> str:
             return "uImage"
         if magic == FDT_MAGIC:
             return "DTB"
+    if len(head) >= 4 and struct.unpack("<I", head[:4])[0] == SELINUX_MAGIC:
+        return "SE Linux policy"
+    if head.startswith(XILINX_BIT_HEAD):
+        return "Xilinx BIT"
     if head[:4] == b"\x7fELF":
         return "ELF"
     if head[56:60] == ARM64_MAGIC:
@@ -108,6 +117,9 @@ ACCEPTED = {
     Role.EXECUTABLE: {"ELF", "arm64 Image", "arm zImage", "data"},
     Role.RAMDISK: {"cpio"},
     Role.DTB: {"DTB"},
+    Role.POLICY: {"SE Linux policy"},  # upstream asks file(1) for "SE Linux policy"
+    Role.BITSTREAM: {"Xilinx BIT", "data"},  # upstream: "BIT data"; raw .bin files are data
+    Role.TEXT: {"text"},
 }
 
 
@@ -124,7 +136,10 @@ def check_file(path: Path, role: Role, key: str) -> FileInfo:
         raise UserError(f"{key}: cannot read {path}: {exc.strerror}") from exc
     if size == 0:
         raise UserError(f"{key}: {path.name} is empty")
-    if role is Role.DTB and compression and key == "DEVICE_TREE":
+    if compression and role in (Role.POLICY, Role.BITSTREAM, Role.TEXT):
+        raise UserError(f"{key}: {path.name} is {compression}-compressed; give the plain file "
+                        "(it is used as it is)")
+    if role is Role.DTB and compression and not key.startswith("DOMU_"):
         raise UserError(f"{key}: {path.name} is {compression}-compressed; give the plain DTB "
                         "(U-Boot's fdt commands need it uncompressed)")
     kind = classify(head)
@@ -133,7 +148,10 @@ def check_file(path: Path, role: Role, key: str) -> FileInfo:
                         "file it wraps (dumpimage -p 0 -o FILE extracts it)")
     if kind not in ACCEPTED[role]:
         wanted = {Role.EXECUTABLE: "an executable (arm64 Image, zImage or ELF)",
-                  Role.RAMDISK: "a cpio archive", Role.DTB: "a flattened device tree (DTB)"}[role]
+                  Role.RAMDISK: "a cpio archive", Role.DTB: "a flattened device tree (DTB)",
+                  Role.POLICY: "an XSM policy (SE Linux policy data)",
+                  Role.BITSTREAM: "an FPGA bitstream (Xilinx BIT or raw data)",
+                  Role.TEXT: "a text file of U-Boot commands"}[role]
         inside = f"{compression}-compressed {kind}" if compression else kind
         raise UserError(f"{key}: {path.name} should be {wanted}, but it is {inside}")
     label = f"{compression}({kind})" if compression else kind

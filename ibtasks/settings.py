@@ -47,11 +47,13 @@ SETTINGS: tuple[Setting, ...] = (
             required=True),
     Setting("DEVICE_TREE", False, Kind.PATH, None, "The host DTB to load and edit.", "seed",
             required=True),
-    Setting("XEN", False, Kind.PATH, None, "The Xen binary (not a uImage).", "seed",
+    Setting("XEN", False, Kind.PATH, None,
+            "The Xen binary (not a uImage); required unless LINUX is set.", "seed",
             required=True),
     Setting("XEN_CMD", False, Kind.TEXT, DEFAULT_XEN_CMD,
             "Xen's command line (`/chosen xen,xen-bootargs`).", "seed"),
-    Setting("DOM0_KERNEL", False, Kind.PATH, None, "Dom0's kernel.", "seed", required=True),
+    Setting("DOM0_KERNEL", False, Kind.PATH, None, "Dom0's kernel (not with LINUX).", "seed",
+            required=True),
     Setting("DOM0_CMD", False, Kind.TEXT, DEFAULT_DOM0_CMD,
             "Dom0's command line; `root=` is added when missing (see root= deduction).", "seed"),
     Setting("DOM0_RAMDISK", False, Kind.PATH, None,
@@ -87,6 +89,45 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PREEDITED_DTB", False, Kind.FLAG, None,
             "Load the edited DTB (FDTEDIT) instead of running `fdt` commands in U-Boot; "
             "also `--preedited-dtb`.", "ibtasks"),
+    # ---- issue 6 part Q: boot command, per-image loads, extra modules, bare-metal Linux ----
+    Setting("BOOT_CMD", False, Kind.TEXT, "booti",
+            "The script's last command: `booti`, `bootm` (Xen wrapped as a uImage `<XEN>.ub`), "
+            "`bootz`, `bootefi` (no `-`), or `none` (sets `host_kernel_addr`/`host_fdt_addr`).",
+            "upstream 2022"),
+    Setting("APPEND_EXTRA_CMDS", False, Kind.PATH, None,
+            "A text file whose lines are appended just before the boot command.",
+            "upstream 2022"),
+    Setting("DBG_FDT_PRINT_CHOSEN", False, Kind.FLAG, None,
+            "Add `fdt print /chosen` after `setenv fdt_high`, to see the edits at boot.",
+            "upstream 2025"),
+    Setting("XEN_LOAD", False, Kind.TEXT, None,
+            "Load command (or `-t` alias) for Xen or LINUX, the policy, overlays, DTB and "
+            "bitstream; default LOAD_CMD.", "upstream 2025"),
+    Setting("DOM0_LOAD", False, Kind.TEXT, None,
+            "Load command (or `-t` alias) for dom0's kernel and ramdisk; dom0's `root=` is "
+            "deduced from it; default LOAD_CMD.", "upstream 2025"),
+    Setting("DOMU_LOAD", True, Kind.TEXT, None,
+            "Load command (or `-t` alias) for the domU's kernel, ramdisk and passthrough DTB; "
+            "default LOAD_CMD.", "upstream 2025"),
+    Setting("XEN_POLICY", False, Kind.PATH, None,
+            "An XSM (FLASK) policy, loaded after Xen: `/chosen/xen-policy@ADDR`.",
+            "upstream 2025"),
+    Setting("NUM_DT_OVERLAY", False, Kind.COUNT, "0", "How many DT_OVERLAY[n] follow.",
+            "upstream 2021"),
+    Setting("DT_OVERLAY", True, Kind.PATH, None,
+            "A DT overlay (indexed by overlay, not domU), loaded before the DTB, applied with "
+            "`fdt apply` (and offline with `fdtoverlay` to FDTEDIT).", "upstream 2021"),
+    Setting("BITSTREAM", False, Kind.PATH, None,
+            "An FPGA bitstream, loaded after the DTB; `fpga load 0 ADDR SIZE` before the boot "
+            "command.", "upstream 2021"),
+    Setting("LINUX", False, Kind.PATH, None,
+            "Bare-metal mode instead of XEN: the Linux kernel booted with the DTB.",
+            "upstream 2021"),
+    Setting("LINUX_CMD", False, Kind.TEXT, "earlycon console=ttyPS0,115200",
+            "Bare-metal Linux's command line (`/chosen bootargs`); `root=/dev/ram0` is added "
+            "when missing.", "upstream 2021"),
+    Setting("LINUX_RAMDISK", False, Kind.PATH, None,
+            "Bare-metal Linux's ramdisk (`linux,initrd-start`/`-end`).", "upstream 2021"),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

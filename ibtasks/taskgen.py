@@ -5,6 +5,10 @@
     ib_dtb           the edited DTB       -> FDTEDIT
     ib_boot_source   the script text      -> UBOOT_SOURCE
     ib_boot_scr      the script image     -> UBOOT_SCRIPT
+    ib_xen_uimage    BOOT_CMD=bootm only  -> <XEN>.ub (Xen as a legacy kernel uImage)
+
+With `-s` (addresses computed by U-Boot) there are no checks and no ib_dtb: ib_layout only
+places the script (no file_dep), ib_boot_source depends on APPEND_EXTRA_CMDS alone.
 
 Values pass between tasks as small JSON files written only when their content changes, so a
 kernel rebuilt with the same size stops at its own check. Another project's dodo.py can
@@ -24,14 +28,16 @@ from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from ibtasks import devicetree
-from ibtasks.bootscript import render_boot_source
+from ibtasks.bootscript import render_boot_source, xen_uimage_name
+from ibtasks.calcscript import render_calc_boot_source
 from ibtasks.chosen import plan_chosen_edits
 from ibtasks.config import Binary, Config
 from ibtasks.errors import UserError
 from ibtasks.fsutil import write_atomic, write_if_changed
 from ibtasks.inspect import Role, check_file
 from ibtasks.layout import Layout, Module, plan_layout
-from ibtasks.uimage import ScriptImage, build_script_image
+from ibtasks.overlay import apply_overlays
+from ibtasks.uimage import HEADER, LegacyImage, ScriptImage, build_legacy_image, build_script_image
 
 WORK_DIR_NAME = ".ibtasks"
 # Every timestamp when SOURCE_DATE_EPOCH is unset, so builds stay identical: 1980-01-01, the
@@ -40,6 +46,14 @@ DEFAULT_EPOCH = 315532800
 
 TaskDict = dict[str, Any]
 BOOT_TASKS = ("ib_check", "ib_layout", "ib_dtb", "ib_boot_source", "ib_boot_scr")
+
+
+def boot_task_names(config: Config) -> tuple[str, ...]:
+    """The basenames `boot_tasks(config)` yields, for doit's `create_after(creates=...)`
+    (doit 0.37 mis-loads a delayed generator whose `creates` names a task it never yields):
+    no ib_dtb with -s, and ib_xen_uimage with BOOT_CMD=bootm."""
+    names = [n for n in BOOT_TASKS if not (config.boot.calc and n == "ib_dtb")]
+    return tuple(names + (["ib_xen_uimage"] if config.boot.boot_cmd == "bootm" else []))
 
 
 def source_date_epoch(environ: os._Environ[str] | dict[str, str]) -> int:
@@ -83,13 +97,21 @@ def check_binary(key: str, role: str, path: str, where: str, out: str) -> None:
 
 
 def write_layout(memory_start: int, memory_end: int, modules: list[tuple[str, str, str]],
-                 dtb_check: str, out: str) -> None:
-    """Plan the memory layout from the checks' sizes; write it if it changed."""
+                 dtb_check: str | None, out: str, uimage_key: str | None = None) -> None:
+    """Plan the memory layout from the checks' sizes; write it if it changed.
+
+    `uimage_key` is loaded wrapped in a uImage (bootm): its slot holds the 64-byte header too.
+    """
     placed = []
     for key, path, check in modules:
         record = json.loads(Path(check).read_text())
-        placed.append(Module(key, path, record["effective_size"]))
-    reserved = [tuple(r) for r in json.loads(Path(dtb_check).read_text()).get("reserved", [])]
+        size = record["effective_size"]
+        if key == uimage_key:
+            size = max(size, record["size"] + HEADER.size)
+        placed.append(Module(key, path, size))
+    reserved = []
+    if dtb_check is not None:
+        reserved = [tuple(r) for r in json.loads(Path(dtb_check).read_text()).get("reserved", [])]
     layout = plan_layout(memory_start, memory_end, placed, reserved)  # type: ignore[arg-type]
     write_if_changed(out, layout.to_json())
 
@@ -98,15 +120,35 @@ def write_edited_dtb(config: Config, dtb: str, layout_path: str, out: str) -> No
     """Apply the /chosen edits offline to the input DTB."""
     layout = Layout.from_json(Path(layout_path).read_bytes())
     edits = plan_chosen_edits(config, layout)
-    data = devicetree.apply_edits(Path(dtb).read_bytes(), edits,
-                                  f"DEVICE_TREE ({config.device_tree.path})")
-    write_atomic(out, data)
+    source = f"DEVICE_TREE ({config.device_tree.path})"
+    # Overlays first, as the script's `fdt apply` runs before its edits.
+    base = apply_overlays(Path(dtb).read_bytes(),
+                          [(b.key, config.root_dir / b.path) for b in config.boot.dt_overlays],
+                          source)
+    write_atomic(out, devicetree.apply_edits(base, edits, source))
 
 
 def write_boot_source(config: Config, layout_path: str, out: str) -> None:
-    layout = Layout.from_json(Path(layout_path).read_bytes())
-    text = render_boot_source(config, layout, plan_chosen_edits(config, layout))
+    extra = config.boot.append_extra_cmds
+    if extra is not None:
+        try:
+            check_file(config.root_dir / extra.path, Role.TEXT, extra.key)
+        except UserError as exc:
+            raise UserError(exc.message, extra.where) from exc
+    if config.boot.calc:
+        text = render_calc_boot_source(config)
+    else:
+        layout = Layout.from_json(Path(layout_path).read_bytes())
+        text = render_boot_source(config, layout, plan_chosen_edits(config, layout))
     write_atomic(out, text.encode())
+
+
+def write_xen_uimage(xen: str, layout_path: str, key: str, epoch: int, out: str) -> None:
+    """Xen (or LINUX) as `mkimage -A arm64 -T kernel -C none -a ADDR -e ADDR` at its slot."""
+    address = Layout.from_json(Path(layout_path).read_bytes()).region(key).address
+    image = LegacyImage(Path(xen).read_bytes(), address, address, epoch)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, build_legacy_image(image))
 
 
 def write_boot_scr(source: str, layout_path: str, epoch: int, out: str) -> None:
@@ -118,8 +160,13 @@ def write_boot_scr(source: str, layout_path: str, epoch: int, out: str) -> None:
 # ---- what each task reads from the config ------------------------------------------------------
 
 def _role(config: Config, binary: Binary) -> Role:
-    if binary.key == "DEVICE_TREE" or binary.key.startswith("DOMU_PASSTHROUGH_DTB"):
+    if binary.key == "DEVICE_TREE" or binary.key.startswith(("DOMU_PASSTHROUGH_DTB",
+                                                             "DT_OVERLAY")):
         return Role.DTB
+    if binary.key == "XEN_POLICY":
+        return Role.POLICY
+    if binary.key == "BITSTREAM":
+        return Role.BITSTREAM
     if "RAMDISK" in binary.key:
         return Role.RAMDISK
     return Role.EXECUTABLE
@@ -130,6 +177,7 @@ def _edit_inputs(config: Config) -> dict[str, Any]:
     return {
         "xen_cmd": config.xen_cmd,
         "dom0_cmd": config.dom0_cmd,
+        "linux_cmd": config.boot.linux_cmd,
         "modules": [b.key for b in config.binaries()],
         "domus": [[d.index, d.mem_mib, d.vcpus, d.cmd] for d in config.domus if d.boots_with_xen],
     }
@@ -140,17 +188,22 @@ def _check_name(key: str) -> str:
 
 
 def outputs(config: Config) -> list[Path]:
-    """The user-visible outputs of the boot graph."""
-    return [config.output_dir / name
-            for name in (config.fdtedit, config.uboot_source, config.uboot_script)]
+    """The user-visible outputs of the boot graph (no edited DTB with -s; bootm's uImage)."""
+    names = [config.uboot_source, config.uboot_script]
+    if not config.boot.calc:
+        names.insert(0, config.fdtedit)
+    if config.boot.boot_cmd == "bootm":
+        names.append(xen_uimage_name(config))
+    return [config.output_dir / name for name in names]
 
 
 def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]:
     """Yield the task dicts of the boot-file graph for `config`."""
     work = work_dir(config)
     root = config.root_dir
+    calc = config.boot.calc
     checks: dict[str, str] = {}
-    for binary in config.binaries():
+    for binary in [] if calc else config.binaries():
         target = str(work / "check" / f"{_check_name(binary.key)}.json")
         checks[binary.key] = target
         role = _role(config, binary)
@@ -167,35 +220,46 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
         }
 
     layout = str(work / "layout.json")
-    modules = [(b.key, b.path, checks[b.key]) for b in config.binaries()]
+    modules = [] if calc else [(b.key, b.path, checks[b.key]) for b in config.binaries()]
+    bootm = config.boot.boot_cmd == "bootm"
+    uimage_key = config.xen.key if bootm else None
     yield {
         "basename": "ib_layout",
-        "doc": "plan the load address of every binary",
+        "doc": "plan the load address of every binary" if not calc else
+               "place the boot script (-s: U-Boot places the binaries)",
         "actions": [(run_step, [write_layout, config.memory_start, config.memory_end,
-                                modules, checks[config.device_tree.key], layout])],
+                                modules, checks.get(config.device_tree.key), layout,
+                                uimage_key])],
         "file_dep": list(checks.values()),
         "targets": [layout],
         "uptodate": [config_changed({"memory": [config.memory_start, config.memory_end],
-                                     "modules": [m[:2] for m in modules]})],
+                                     "modules": [m[:2] for m in modules],
+                                     "uimage": uimage_key})],
         "clean": True,
     }
 
-    dtb_out, source_out, scr_out = (str(p) for p in outputs(config))
-    yield {
-        "basename": "ib_dtb",
-        "doc": "write the DTB with Xen's /chosen edits applied",
-        "actions": [(run_step, [write_edited_dtb, config,
-                                str(root / config.device_tree.path), layout, dtb_out])],
-        "file_dep": [str(root / config.device_tree.path), layout],
-        "targets": [dtb_out],
-        "uptodate": [config_changed(_edit_inputs(config))],
-        "clean": True,
-    }
+    source_out = str(config.output_dir / config.uboot_source)
+    scr_out = str(config.output_dir / config.uboot_script)
+    overlays = [str(root / b.path) for b in config.boot.dt_overlays]
+    if not calc:
+        dtb_out = str(config.output_dir / config.fdtedit)
+        yield {
+            "basename": "ib_dtb",
+            "doc": "write the DTB with the overlays and Xen's /chosen edits applied",
+            "actions": [(run_step, [write_edited_dtb, config,
+                                    str(root / config.device_tree.path), layout, dtb_out])],
+            "file_dep": [str(root / config.device_tree.path), *overlays, layout],
+            "targets": [dtb_out],
+            "uptodate": [config_changed({**_edit_inputs(config),
+                                         "overlays": [b.path for b in config.boot.dt_overlays]})],
+            "clean": True,
+        }
+    extra = config.boot.append_extra_cmds
     yield {
         "basename": "ib_boot_source",
         "doc": "write the U-Boot script text",
         "actions": [(run_step, [write_boot_source, config, layout, source_out])],
-        "file_dep": [layout],
+        "file_dep": [layout, *([str(root / extra.path)] if extra else [])],
         "targets": [source_out],
         "uptodate": [config_changed({
             **_edit_inputs(config),
@@ -203,6 +267,7 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
             "paths": [b.path for b in config.binaries()],
             "preedited_dtb": config.preedited_dtb,
             "fdtedit": config.fdtedit,
+            "boot": repr(config.boot),
         })],
         "clean": True,
     }
@@ -215,3 +280,16 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
         "uptodate": [config_changed({"epoch": epoch})],
         "clean": True,
     }
+    if bootm:
+        uimage_out = str(config.output_dir / xen_uimage_name(config))
+        xen = str(root / config.xen.path)
+        yield {
+            "basename": "ib_xen_uimage",
+            "doc": f"wrap {config.xen.key} as a legacy kernel uImage for bootm",
+            "actions": [(run_step, [write_xen_uimage, xen, layout, config.xen.key, epoch,
+                                    uimage_out])],
+            "file_dep": [xen, layout],
+            "targets": [uimage_out],
+            "uptodate": [config_changed({"epoch": epoch, "key": config.xen.key})],
+            "clean": True,
+        }

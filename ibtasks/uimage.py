@@ -1,7 +1,8 @@
-"""U-Boot legacy images (include/image.h): the script image boot.scr, built and parsed.
+"""U-Boot legacy images (include/image.h): boot.scr and kernel images (xen.ub), built and parsed.
 
-Byte for byte what `mkimage -A arm64 -T script -C none -a ADDR -e ADDR -d SRC` writes at the same
-timestamp: a 64-byte big-endian header, then a table of image lengths ended by 0, then the script.
+Byte for byte what `mkimage -A arm64 -T script|kernel -C none -a ADDR -e ADDR -d SRC` writes at
+the same timestamp: a 64-byte big-endian header, then the payload (for a script, a table of image
+lengths ended by 0 precedes the script text).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ MAGIC = 0x27051956
 HEADER = struct.Struct(">IIIIIIIBBBB32s")
 OS_LINUX = 5
 ARCH_ARM64 = 22
+TYPE_KERNEL = 2
 TYPE_SCRIPT = 6
 COMP_NONE = 0
 
@@ -58,3 +60,43 @@ def parse_script_image(blob: bytes) -> ScriptImage:
         raise ValueError(f"image type {kind} is not a script")
     (length,) = struct.unpack_from(">I", data)
     return ScriptImage(data[8:8 + length], load, timestamp, name.rstrip(b"\0"))
+
+
+@dataclass(frozen=True)
+class LegacyImage:
+    """A single-file legacy image: `kind` is an image.h type (TYPE_KERNEL), `data` its payload."""
+
+    data: bytes
+    load: int
+    entry: int
+    timestamp: int
+    kind: int = TYPE_KERNEL
+    name: bytes = b""
+
+
+def build_legacy_image(image: LegacyImage) -> bytes:
+    """The header and payload `mkimage -A arm64 -T kernel -C none` writes (32-bit addresses)."""
+    load, entry = image.load & 0xFFFFFFFF, image.entry & 0xFFFFFFFF
+
+    def header(header_crc: int) -> bytes:
+        return HEADER.pack(MAGIC, header_crc, image.timestamp & 0xFFFFFFFF, len(image.data),
+                           load, entry, zlib.crc32(image.data), OS_LINUX, ARCH_ARM64,
+                           image.kind, COMP_NONE, image.name.ljust(32, b"\0")[:32])
+
+    return header(zlib.crc32(header(0))) + image.data
+
+
+def parse_legacy_image(blob: bytes) -> LegacyImage:
+    """Read back a single-file legacy image; ValueError if it is not one or is corrupt."""
+    if len(blob) < HEADER.size:
+        raise ValueError("shorter than a uImage header")
+    (magic, hcrc, timestamp, size, load, entry, dcrc, _os, _arch, kind, _comp,
+     name) = HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise ValueError(f"bad magic {magic:#x}")
+    if zlib.crc32(blob[:4] + b"\0\0\0\0" + blob[8:HEADER.size]) != hcrc:
+        raise ValueError("header CRC mismatch")
+    data = blob[HEADER.size:HEADER.size + size]
+    if len(data) != size or zlib.crc32(data) != dcrc:
+        raise ValueError("data CRC mismatch")
+    return LegacyImage(data, load, entry, timestamp, kind, name.rstrip(b"\0"))
