@@ -104,14 +104,20 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
     """
     lines = []
     overlays = {b.key for b in config.boot.dt_overlays}
+    last = []
     for region in layout.regions:
         if config.preedited_dtb and region.key in overlays:
             continue
         load = config.boot.load_cmd_for(region.key, config.load_cmd)
-        lines.append(f"{load} 0x{region.address:X} {_load_path(config, region.key, region.path)}")
+        line = f"{load} 0x{region.address:X} {_load_path(config, region.key, region.path)}"
+        # bootefi runs the image U-Boot loaded last ("No UEFI binary known at ..." otherwise):
+        # Xen keeps its address but its load line moves after all others.
+        (last if config.boot.boot_cmd == "bootefi" and region.key == config.xen.key
+         else lines).append(line)
         if config.boot.bitstream and region.key == config.boot.bitstream.key:
             # The FPGA is assumed to be device 0, as upstream; fpga takes the size in hex.
             lines.append(f"fpga load 0 0x{region.address:X} 0x{region.size:X}")
+    lines += last
     dtb = layout.region(config.device_tree.key).address
     if not config.preedited_dtb:
         overlay_regions = [r for r in layout.regions if r.key in overlays]
@@ -121,6 +127,8 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
         lines += [render_fdt_command(edit) for edit in edits]
     lines.append("setenv fdt_high 0xffffffffffffffff")
     if config.boot.print_chosen:
+        if config.preedited_dtb:  # no `fdt addr` above: point `fdt` at the loaded DTB first
+            lines.append(f"fdt addr 0x{dtb:X}")
         lines.append("fdt print /chosen")
     lines += extra_commands(config)
     xen = layout.region(config.xen.key).address

@@ -96,10 +96,13 @@ def render_calc_boot_source(config: Config) -> str:
     if config.linux_mode:
         lines += _linux_edits(config)
     else:
-        used = [n for n in names if n != dtb and n not in overlays]
-        for name in used:
-            lines += _split(f"{name}_addr") + _split(f"{name}_size")
-        lines += [_symbolic(render_fdt_command(edit), names) for edit in edits]
+        commands = [_symbolic(render_fdt_command(edit), names) for edit in edits]
+        text = "\n".join(commands)
+        for name in names:  # split only what a reg uses (Xen itself has no node)
+            for var in (f"{name}_addr", f"{name}_size"):
+                if f"${{{var}_hi}}" in text:
+                    lines += _split(var)
+        lines += commands
     lines.append("setenv fdt_high 0xffffffffffffffff")
     if config.boot.print_chosen:
         lines.append("fdt print /chosen")
