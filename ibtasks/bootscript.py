@@ -102,9 +102,9 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
     has no `fdt` commands, for U-Boot builds without the `fdt` command; DT overlays are then
     already applied to FDTEDIT and not loaded.
     """
-    lines = []
+    lines: list[str] = []
     overlays = {b.key for b in config.boot.dt_overlays}
-    last = []
+    last: list[str] = []
     for region in layout.regions:
         if config.preedited_dtb and region.key in overlays:
             continue
