@@ -1,0 +1,117 @@
+"""`-s`: addresses computed by U-Boot at boot. The script is checked by running it through a
+small evaluator of the U-Boot commands it uses (`setenv`, `setexpr` with + - * /, `${var}`,
+loads that set `filesize`), then applying its `fdt` commands with the real fdtput: for inputs
+whose loaded size is their file size, the result must equal the script made without `-s`.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import shutil
+from pathlib import Path
+
+from tests.conftest import run_ibtasks
+from tests.fdtscript import apply_with_fdtput, dts_of
+
+CONFIG = """\
+MEMORY_START=0x40000000
+MEMORY_END=0x80000000
+DEVICE_TREE=mpsoc.dtb
+XEN=xen
+DOM0_KERNEL=Image-dom0
+DOM0_RAMDISK=dom0-ramdisk.cpio
+NUM_DOMUS=2
+DOMU_KERNEL[0]=zynqmp-dom1/Image-domU
+DOMU_RAMDISK[0]=zynqmp-dom1/domU-ramdisk.cpio
+DOMU_PASSTHROUGH_DTB[0]=zynqmp-dom1/passthrough-example-part.dtb
+DOMU_KERNEL[1]=zynqmp-dom2/Image-domU
+DOMU_LOAD[1]=virtio
+"""
+OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}
+
+
+def evaluate(script: str, root: Path) -> list[str]:
+    """What U-Boot runs for `script`: variables expanded, setexpr/setenv and loads executed."""
+    env: dict[str, str] = {}
+    ran = []
+    for line in script.splitlines():
+        words = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], line).split()
+        if words[0] == "setenv":
+            env[words[1]] = words[2]
+        elif words[0] == "setexpr":
+            values = [int(w, 16) for w in words[2::2]]
+            result = values[0]
+            for op, value in zip(words[3::2], values[1:], strict=True):
+                result = OPS[op](result, value)
+            env[words[1]] = f"{result:x}"  # U-Boot: hex without 0x
+        else:
+            if words[0] in ("tftpb", "load"):
+                env["filesize"] = f"{(root / words[-1]).stat().st_size:x}"
+            ran.append(" ".join(words))
+    return ran
+
+
+def generate(inputs: Path, *args: str) -> str:
+    (inputs / "config").write_text(CONFIG)
+    result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", *args,
+                         cwd=inputs)
+    assert result.returncode == 0, result.stderr
+    return (inputs / "boot.source").read_text()
+
+
+def test_script_computed_at_boot_means_what_the_precomputed_one_says(seed_inputs: Path,
+                                                                      tmp_path: Path) -> None:
+    fixed = generate(seed_inputs)
+    computed = evaluate(generate(seed_inputs, "-s"), seed_inputs)
+
+    def plain(lines: list[str]) -> list[str]:  # U-Boot's variables hold hex without 0x
+        return [re.sub(r"\b0x", "", line.lower()) for line in lines
+                if line.startswith(("tftpb", "load", "booti"))]
+
+    assert plain(computed) == plain(fixed.splitlines())
+    assert len(plain(computed)) == 9  # eight loads and the boot line
+    ours, theirs = tmp_path / "computed.dtb", tmp_path / "fixed.dtb"
+    shutil.copy(seed_inputs / "mpsoc.dtb", ours)
+    shutil.copy(seed_inputs / "mpsoc.dtb", theirs)
+    apply_with_fdtput(ours, "\n".join(computed))
+    apply_with_fdtput(theirs, fixed)
+    assert dts_of(ours).lower() == dts_of(theirs).lower()
+
+
+def test_files_need_not_exist_and_only_the_script_tasks_run(seed_inputs: Path) -> None:
+    for name in ("xen", "Image-dom0", "mpsoc.dtb"):
+        (seed_inputs / name).unlink()
+    generate(seed_inputs, "-s")
+    listing = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", "-s",
+                          "--", "list", "--all", cwd=seed_inputs).stdout.split()
+    assert [w for w in listing if w.startswith("ib_")] == ["ib_boot_scr", "ib_boot_source",
+                                                          "ib_layout"]
+    assert not (seed_inputs / "boot.dtb").exists()
+    assert (seed_inputs / "boot.scr").is_file()
+
+
+def test_computed_script_starts_one_slot_after_the_script(seed_inputs: Path) -> None:
+    lines = generate(seed_inputs, "-s").splitlines()
+    assert lines[:8] == [
+        "setenv memaddr 0x40400000",
+        "tftpb ${memaddr} xen",
+        "setexpr xen_addr ${memaddr}",
+        "setenv xen_size ${filesize}",
+        "setexpr memaddr ${memaddr} + ${filesize}",
+        "setexpr memaddr ${memaddr} + 0x1FFFFF",
+        "setexpr memaddr ${memaddr} / 0x200000",
+        "setexpr memaddr ${memaddr} * 0x200000",
+    ]
+    assert "load virtio 0:1 ${memaddr} zynqmp-dom2/Image-domU" in lines
+
+
+def test_preedited_dtb_with_computed_addresses_is_rejected(seed_inputs: Path) -> None:
+    (seed_inputs / "config").write_text(CONFIG)
+    result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", "-s",
+                         "--preedited-dtb", cwd=seed_inputs)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "ibtasks: error: --preedited-dtb cannot be combined with -s: the edited DTB needs the "
+        "load addresses, which -s leaves to U-Boot\n")
+    assert not (seed_inputs / "boot.source").exists()
