@@ -359,3 +359,35 @@ def test_neither_xen_nor_linux_is_rejected(seed_inputs: Path) -> None:
     config = "\n".join(line for line in LINUX.splitlines() if not line.startswith("LINUX"))
     assert error(seed_inputs, config + "\n") == (
         "ibtasks: error: config: XEN is required but not set\n")
+
+
+def test_linux_cmd_with_a_double_quote_is_rejected(seed_inputs: Path) -> None:
+    assert error(seed_inputs, LINUX + "LINUX_CMD='console=\"x\"'\n") == (
+        "ibtasks: error: config:6: LINUX_CMD: a double quote cannot appear in a command line\n")
+
+
+def test_linux_ramdisk_that_is_not_cpio_is_rejected(seed_inputs: Path) -> None:
+    assert error(seed_inputs, LINUX.replace("dom0-ramdisk.cpio", "mpsoc.dtb")) == (
+        "ibtasks: error: config:5: LINUX_RAMDISK: mpsoc.dtb should be a cpio archive, but it is "
+        "DTB\n")
+
+
+def test_print_chosen_set_to_no_is_off(seed_inputs: Path) -> None:
+    assert "fdt print /chosen" not in script(seed_inputs, BASE + "DBG_FDT_PRINT_CHOSEN=no\n")
+
+
+def test_disk_image_boot_partition_holds_what_the_script_loads(seed_inputs: Path) -> None:
+    config = BASE + ("NUM_DT_OVERLAY=1\nDT_OVERLAY[0]=overlay.dtbo\nBITSTREAM=design.bit\n"
+                     "BOOT_CMD=bootm\n")
+    (seed_inputs / "config").write_text(config)
+    env = {"PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin"}
+    result = run_ibtasks("disk-image", "-c", "config", "-d", ".", "-t", "sd", "-o", "disk.img",
+                         cwd=seed_inputs, env=env)
+    assert result.returncode == 0, result.stderr
+    listing = subprocess.run(["mdir", "-b", "-i", f"{seed_inputs / 'disk.img'}@@1M", "::/"],
+                             check=True, capture_output=True, text=True, env={**os.environ, **env})
+    names = {line.rsplit("/", 1)[-1] for line in listing.stdout.split()}
+    loaded = {line.split()[-1] for line in (seed_inputs / "boot.source").read_text().splitlines()
+              if line.startswith("load mmc")}
+    assert loaded == {"xen.ub", "Image-dom0", "overlay.dtbo", "mpsoc.dtb", "design.bit"}
+    assert loaded <= names
