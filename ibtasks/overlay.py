@@ -3,7 +3,8 @@
 We call `fdtoverlay` (device-tree-compiler), which wraps the same libfdt `fdt_overlay_apply`
 that U-Boot uses, so the edited DTB matches what the script makes in memory; writing an
 overlay applier (fixups, phandle renumbering, symbols) in Python would be a second libfdt.
-One call per overlay costs ~2 ms and lets an error name the overlay's key.
+One call per overlay costs ~5 ms (measured: tiny DTB, temp files included) and lets an
+error name the overlay's key.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ BOOT_TASKS = ("ib_check", "ib_layout", "ib_dtb", "ib_boot_source", "ib_boot_scr"
 def boot_task_names(config: Config) -> tuple[str, ...]:
     """The basenames `boot_tasks(config)` yields, for doit's `create_after(creates=...)`
     (doit 0.37 mis-loads a delayed generator whose `creates` names a task it never yields):
-    no ib_dtb with -s, and ib_xen_uimage with BOOT_CMD=bootm."""
-    names = [n for n in BOOT_TASKS if not (config.boot.calc and n == "ib_dtb")]
+    no ib_check or ib_dtb with -s, and ib_xen_uimage with BOOT_CMD=bootm."""
+    names = [n for n in BOOT_TASKS if not (config.boot.calc and n in ("ib_check", "ib_dtb"))]
     return tuple(names + (["ib_xen_uimage"] if config.boot.boot_cmd == "bootm" else []))
 
 

@@ -11,6 +11,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_ibtasks
 from tests.fdtscript import apply_with_fdtput, dts_of
 
@@ -52,25 +54,35 @@ def evaluate(script: str, root: Path) -> list[str]:
     return ran
 
 
-def generate(inputs: Path, *args: str) -> str:
-    (inputs / "config").write_text(CONFIG)
+LINUX = """\
+MEMORY_START=0x40000000
+MEMORY_END=0x80000000
+DEVICE_TREE=mpsoc.dtb
+LINUX=Image-dom0
+LINUX_RAMDISK=dom0-ramdisk.cpio
+"""
+
+
+def generate(inputs: Path, *args: str, config: str = CONFIG) -> str:
+    (inputs / "config").write_text(config)
     result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", *args,
                          cwd=inputs)
     assert result.returncode == 0, result.stderr
     return (inputs / "boot.source").read_text()
 
 
-def test_script_computed_at_boot_means_what_the_precomputed_one_says(seed_inputs: Path,
-                                                                      tmp_path: Path) -> None:
-    fixed = generate(seed_inputs)
-    computed = evaluate(generate(seed_inputs, "-s"), seed_inputs)
+@pytest.mark.parametrize(("config", "lines"), [(CONFIG, 9), (LINUX, 4)])
+def test_script_computed_at_boot_means_what_the_precomputed_one_says(
+        seed_inputs: Path, tmp_path: Path, config: str, lines: int) -> None:
+    fixed = generate(seed_inputs, config=config)
+    computed = evaluate(generate(seed_inputs, "-s", config=config), seed_inputs)
 
     def plain(lines: list[str]) -> list[str]:  # U-Boot's variables hold hex without 0x
         return [re.sub(r"\b0x", "", line.lower()) for line in lines
                 if line.startswith(("tftpb", "load", "booti"))]
 
     assert plain(computed) == plain(fixed.splitlines())
-    assert len(plain(computed)) == 9  # eight loads and the boot line
+    assert len(plain(computed)) == lines  # the loads and the boot line
     ours, theirs = tmp_path / "computed.dtb", tmp_path / "fixed.dtb"
     shutil.copy(seed_inputs / "mpsoc.dtb", ours)
     shutil.copy(seed_inputs / "mpsoc.dtb", theirs)
@@ -115,3 +127,18 @@ def test_preedited_dtb_with_computed_addresses_is_rejected(seed_inputs: Path) ->
         "ibtasks: error: --preedited-dtb cannot be combined with -s: the edited DTB needs the "
         "load addresses, which -s leaves to U-Boot\n")
     assert not (seed_inputs / "boot.source").exists()
+
+
+@pytest.mark.parametrize(("extra", "flags"), [("BOOT_CMD=bootm\n", False), ("", True)])
+def test_embedders_learn_which_task_basenames_a_config_yields(seed_inputs: Path, extra: str,
+                                                              flags: bool) -> None:
+    from ibtasks.config import Options, build_config
+    from ibtasks.config_load import read_config_file
+    from ibtasks.taskgen import boot_task_names, boot_tasks
+
+    (seed_inputs / "config").write_text(CONFIG + extra)
+    config = build_config(read_config_file(seed_inputs / "config"),
+                          Options(root_dir=seed_inputs, load_cmd="tftpb", calc=flags))
+    names = boot_task_names(config)
+    assert set(names) == {t["basename"] for t in boot_tasks(config)}
+    assert ("ib_xen_uimage" in names, "ib_dtb" in names) == (not flags, not flags)
