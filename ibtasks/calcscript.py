@@ -75,7 +75,10 @@ def render_calc_boot_source(config: Config) -> str:
     overlays = [variable_name(b.key) for b in config.boot.dt_overlays]
     first = script_slot(config) + SLOT
     lines = [f"setenv memaddr 0x{first:X}"]
-    for binary, name in zip(config.binaries(), names, strict=True):
+    order = list(zip(config.binaries(), names, strict=True))
+    if config.boot.boot_cmd == "bootefi":  # bootefi runs the file loaded last: Xen
+        order = order[1:] + order[:1]
+    for binary, name in order:
         load = config.boot.load_cmd_for(binary.key, config.load_cmd)
         lines += [f"{load} ${{memaddr}} {script_path(config, binary.path)}",
                   f"setexpr {name}_addr ${{memaddr}}",

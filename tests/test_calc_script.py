@@ -142,3 +142,10 @@ def test_embedders_learn_which_task_basenames_a_config_yields(seed_inputs: Path,
     names = boot_task_names(config)
     assert set(names) == {t["basename"] for t in boot_tasks(config)}
     assert ("ib_xen_uimage" in names, "ib_dtb" in names) == (not flags, not flags)
+
+
+def test_bootefi_with_computed_addresses_loads_xen_last(seed_inputs: Path) -> None:
+    lines = generate(seed_inputs, "-s", config=CONFIG + "BOOT_CMD=bootefi\n").splitlines()
+    loads = [line for line in lines if line.startswith(("tftpb", "load"))]
+    assert loads[-1] == "tftpb ${memaddr} xen"
+    assert lines[-1] == "bootefi ${xen_addr} ${device_tree_addr}"

@@ -391,3 +391,18 @@ def test_disk_image_boot_partition_holds_what_the_script_loads(seed_inputs: Path
               if line.startswith("load mmc")}
     assert loaded == {"xen.ub", "Image-dom0", "overlay.dtbo", "mpsoc.dtb", "design.bit"}
     assert loaded <= names
+
+
+def test_yaml_config_lists_overlays_without_counting_them_as_domus(seed_inputs: Path) -> None:
+    (seed_inputs / "config.yaml").write_text(
+        "MEMORY_START: 0x40000000\nMEMORY_END: 0x80000000\nDEVICE_TREE: mpsoc.dtb\nXEN: xen\n"
+        "DOM0_KERNEL: Image-dom0\nDT_OVERLAY: [overlay.dtbo]\n"
+        "DOMUS:\n  - KERNEL: zynqmp-dom1/Image-domU\n")
+    result = run_ibtasks("uboot-script-gen", "-c", "config.yaml", "-d", ".", "-t", "tftp",
+                         cwd=seed_inputs)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = (seed_inputs / "boot.source").read_text().splitlines()
+    assert lines[2:4] == ["tftpb 0x40E00000 zynqmp-dom1/Image-domU",
+                          "tftpb 0x41200000 overlay.dtbo"]
+    assert "fdt apply 0x41200000" in lines
