@@ -5,7 +5,6 @@
     DOMUS:
       - KERNEL: Image        # DOMU_KERNEL[0]; the DOMU_ prefix may be left out
         MEM: 256
-    DT_OVERLAY: [a.dtbo, b.dtbo]   # DT_OVERLAY[0], [1] and NUM_DT_OVERLAY=2
 
 Keys are case-insensitive. Scalars are taken as written (0x40000000 stays hex), so the same
 validation as for bash configs applies; every value remembers its line for error messages.
@@ -42,16 +41,13 @@ def read_yaml_config(text: str, path: str) -> RawConfig:
             domus_seen = True
             _read_domus(value_node, path, values, warnings)
             continue
-        if name == "DT_OVERLAY":  # a list of paths; NUM_DT_OVERLAY is its length
-            _read_overlays(value_node, path, values)
-            continue
         setting = SETTINGS_BY_NAME.get(name)
         if setting is None or setting.per_domu:
             warnings.append(_unknown(name, where, per_domu=False))
             continue
         values[(name, None)] = RawValue(_scalar(value_node, name, path), where)
     if domus_seen:
-        count = len({k[1] for k in values if k[1] is not None and k[0].startswith("DOMU_")})
+        count = len({k[1] for k in values if k[1] is not None})
         given = values.get(("NUM_DOMUS", None))
         if given is not None and given.text != str(count):
             raise UserError(f"NUM_DOMUS is {given.text} but DOMUS lists {count} domUs; "
@@ -78,16 +74,6 @@ def _read_domus(node: yaml.Node, path: str, values: dict[RawKey, RawValue],
                 warnings.append(_unknown(f"{name}[{index}]", where, per_domu=True))
                 continue
             values[(name, index)] = RawValue(_scalar(value_node, name, path), where)
-
-
-def _read_overlays(node: yaml.Node, path: str, values: dict[RawKey, RawValue]) -> None:
-    where = at_line(path, node.start_mark.line + 1)
-    if not isinstance(node, yaml.SequenceNode):
-        raise UserError("DT_OVERLAY: expected a list of overlay files", where)
-    for index, item in enumerate(node.value):
-        values[("DT_OVERLAY", index)] = RawValue(_scalar(item, f"DT_OVERLAY[{index}]", path),
-                                                 at_line(path, item.start_mark.line + 1))
-    values[("NUM_DT_OVERLAY", None)] = RawValue(str(len(node.value)), where)
 
 
 def _scalar(node: yaml.Node, name: str, path: str) -> str:
