@@ -18,7 +18,9 @@ import pytest
 
 from ibtasks.config import Options, build_config
 from ibtasks.config_load import raw_from_bash
+from ibtasks.config_yaml import read_yaml_config
 from ibtasks.disk import power_of_two_mib
+from ibtasks.errors import UserError
 from tests.conftest import run_ibtasks
 from tests.test_disk_image import CONFIG, extract, make_rootfs
 from tests.unprivileged import run_as_user, unprivileged_python, user_tmp_dir
@@ -238,3 +240,38 @@ def test_upstreams_gpt_switch_alone_keeps_the_default_gpt(root_inputs: Path) -> 
     assert config.partition_table == "gpt"
     assert build_config(raw, Options(root_dir=root_inputs, load_cmd="load scsi 0:1",
                                      partition_table="dos")).partition_table == "dos"
+
+
+YAML = """\
+MEMORY_START: 0x40000000
+MEMORY_END: 0x50000000
+DEVICE_TREE: mpsoc.dtb
+XEN: xen
+DOM0_KERNEL: Image-dom0
+PARTITION_TABLE: dos
+BOOT_AUX_FILE:
+  - BOOT.BIN
+  - firmware/pmufw.elf
+DOMUS:
+  - KERNEL: zynqmp-dom1/Image-domU
+    NOBOOT: y
+    DRIVER_DOMAIN: y
+"""
+
+
+def test_a_yaml_config_lists_aux_files_and_sets_their_count(root_inputs: Path) -> None:
+    raw = read_yaml_config(YAML, "config.yaml")
+    assert raw.warnings == ()
+    config = build_config(raw, Options(root_dir=root_inputs, load_cmd="load scsi 0:1"))
+    assert [(b.key, b.path, b.where) for b in config.boot_aux_files] == [
+        ("BOOT_AUX_FILE[0]", "BOOT.BIN", "config.yaml:8"),
+        ("BOOT_AUX_FILE[1]", "firmware/pmufw.elf", "config.yaml:9")]
+    assert config.partition_table == "dos"
+    assert len(config.domus) == 1 and config.domus[0].driver_domain
+
+
+def test_a_yaml_aux_count_that_disagrees_with_the_list_is_refused() -> None:
+    with pytest.raises(UserError) as info:
+        read_yaml_config(YAML + "NUM_BOOT_AUX_FILE: 3\n", "config.yaml")
+    assert str(info.value) == ("config.yaml:14: NUM_BOOT_AUX_FILE is 3 but BOOT_AUX_FILE lists "
+                               "2; leave NUM_BOOT_AUX_FILE out")
