@@ -23,6 +23,7 @@ from ibtasks.disk import power_of_two_mib
 from ibtasks.errors import UserError
 from tests.conftest import run_ibtasks
 from tests.test_disk_image import CONFIG, extract, make_rootfs
+from tests.test_disk_image import disk_image as tasks_run
 from tests.unprivileged import run_as_user, unprivileged_python, user_tmp_dir
 
 GOLDEN_DTS = Path(__file__).parent / "goldens" / "upstream" / "passthrough-xl" / "partial.dts"
@@ -275,3 +276,25 @@ def test_a_yaml_aux_count_that_disagrees_with_the_list_is_refused() -> None:
         read_yaml_config(YAML + "NUM_BOOT_AUX_FILE: 3\n", "config.yaml")
     assert str(info.value) == ("config.yaml:14: NUM_BOOT_AUX_FILE is 3 but BOOT_AUX_FILE lists "
                                "2; leave NUM_BOOT_AUX_FILE out")
+
+
+def test_an_aux_file_change_rebuilds_the_boot_partition_only(dos_inputs: Path) -> None:
+    assert "ib_partition:boot" in tasks_run(dos_inputs)
+    assert tasks_run(dos_inputs) == set()
+    (dos_inputs / "firmware" / "pmufw.elf").write_bytes(b"\x7fELF pmufw v2")
+    assert {t for t in tasks_run(dos_inputs) if t.startswith(("ib_partition", "ib_disk"))} == \
+        {"ib_partition:boot", "ib_disk"}
+
+
+def test_adding_dash_a_to_a_dos_disk_gives_a_fresh_builds_bytes(dos_inputs: Path) -> None:
+    disk_image(dos_inputs)
+    plain = (dos_inputs / "disk.img").stat().st_size
+    disk_image(dos_inputs, "-a")
+    grown = dos_inputs / "disk.img"
+    assert grown.stat().st_size == power_of_two_mib(plain) > plain
+    updated = hashlib.sha256(grown.read_bytes()).hexdigest()
+    for name in ("disk.img", "disk.img.parts.json"):
+        (dos_inputs / name).unlink()
+    shutil.rmtree(dos_inputs / ".ibtasks")
+    disk_image(dos_inputs, "-a")
+    assert hashlib.sha256(grown.read_bytes()).hexdigest() == updated
