@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ibtasks import diskconfig
 from ibtasks.errors import UserError
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
 
@@ -81,6 +82,7 @@ class DomU:
     noboot: bool
     rootfs: Binary | None
     cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
+    driver_domain: bool = False
 
     @property
     def boots_with_xen(self) -> bool:
@@ -113,6 +115,8 @@ class Config:
     boot_fs: str = "fat"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     environ_used: tuple[str, ...] = field(default=(), compare=False)
+    partition_table: str = "gpt"  # disk-image: gpt or dos
+    boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
 
     def rootfs_archives(self) -> list[Binary]:
         """DOM0_ROOTFS and every DOMU_ROOTFS, in partition order."""
@@ -146,6 +150,7 @@ class Options:
     output_dir: Path | None = None  # default: root_dir, as the seed
     preedited_dtb: bool = False
     boot_fs: str | None = None  # disk-image --boot-fs, wins over BOOT_FS
+    partition_table: str | None = None  # disk-image --table, wins over PARTITION_TABLE
 
 
 def _boot_fs(text: str, where: str | None) -> str:
@@ -202,6 +207,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                          reader.where("BOOT_FS")),
         warnings=raw.warnings,
         environ_used=raw.environ_used,
+        partition_table=diskconfig.partition_table(reader, options.partition_table),
+        boot_aux_files=diskconfig.boot_aux_files(reader),
     )
     _check_inputs_exist(config)
     return config
@@ -291,12 +298,13 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
         cmd_given=reader.raw.values["DOMU_CMD", i].text.strip()
         if ("DOMU_CMD", i) in reader.raw.values and reader.raw.values["DOMU_CMD", i].text
         else None,
+        driver_domain=reader.flag("DOMU_DRIVER_DOMAIN", i),
     )
 
 
 def _check_inputs_exist(config: Config) -> None:
     """Every input must exist and be readable now: doit would run an action without it."""
-    inputs = config.binaries() + config.rootfs_archives()
+    inputs = config.binaries() + config.rootfs_archives() + list(config.boot_aux_files)
     for binary in inputs:
         path = config.root_dir / binary.path
         if not path.is_file():
