@@ -8,11 +8,12 @@ and every validation, raising `UserError` that names the file, line and key.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ibtasks.errors import UserError
+from ibtasks.fitplan import FitSettings, read_fit_settings
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
 
 # The seed's -t shorthands, plus upstream's usb and virtio.
@@ -30,7 +31,7 @@ UNSUPPORTED_UPSTREAM_KEYS = frozenset({
     "DOMU_STATIC_MEM", "DOMU_DIRECT_MAP", "DOMU_SHARED_MEM", "DOMU_CPUPOOL", "CPUPOOL",
     "NUM_CPUPOOLS", "DOMU_ENHANCED", "DOMU_VPL011", "XEN_STATIC_HEAP", "XEN_POLICY",
     "NUM_DT_OVERLAY", "DT_OVERLAY", "BITSTREAM", "BOOT_CMD", "APPEND_EXTRA_CMDS", "XEN_LOAD",
-    "DOM0_LOAD", "DOMU_LOAD", "LINUX", "FIT", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
+    "DOM0_LOAD", "DOMU_LOAD", "LINUX", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
     "DOMU_STATIC_EVTCHNS", "DOMU_PASSTHROUGH_PATHS", "DOMU_NR_SPIS", "DOM0_MEM", "DOM0_VCPUS",
 })
 
@@ -113,6 +114,7 @@ class Config:
     boot_fs: str = "fat"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     environ_used: tuple[str, ...] = field(default=(), compare=False)
+    fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
 
     def rootfs_archives(self) -> list[Binary]:
         """DOM0_ROOTFS and every DOMU_ROOTFS, in partition order."""
@@ -146,6 +148,9 @@ class Options:
     output_dir: Path | None = None  # default: root_dir, as the seed
     preedited_dtb: bool = False
     boot_fs: str | None = None  # disk-image --boot-fs, wins over BOOT_FS
+    fit: bool = False  # -f
+    fit_key_dir: str | None = None  # -k KEY_DIR/HINT, wins over FIT_ENC_KEY_DIR
+    fit_u_boot_dtb: str | None = None  # -u DTB, wins over FIT_ENC_UB_DTB
 
 
 def _boot_fs(text: str, where: str | None) -> str:
@@ -178,6 +183,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         dom0_cmd = f"{dom0_cmd} {_deduce_dom0_root(load_cmd, dom0_rootfs)}"
 
     uboot_source, uboot_script, fdtedit = _output_names(reader, options)
+    fit, fit_warnings = read_fit_settings(_fit_lookup(reader, options), options.fit,
+                                          _stem(uboot_source), options.root_dir)
 
     config = Config(
         source=raw.source,
@@ -200,8 +207,9 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         preedited_dtb=options.preedited_dtb or reader.flag("PREEDITED_DTB"),
         boot_fs=_boot_fs(options.boot_fs or reader.text("BOOT_FS") or "fat",
                          reader.where("BOOT_FS")),
-        warnings=raw.warnings,
+        warnings=raw.warnings + fit_warnings,
         environ_used=raw.environ_used,
+        fit=fit,
     )
     _check_inputs_exist(config)
     return config
@@ -216,6 +224,20 @@ def _output_names(reader: _Reader, options: Options) -> tuple[str, str, str]:
         uboot_source = reader.text("UBOOT_SOURCE") or "boot.source"
         uboot_script = reader.text("UBOOT_SCRIPT") or f"{_stem(uboot_source)}.scr"
     return uboot_source, uboot_script, reader.text("FDTEDIT") or f"{_stem(uboot_source)}.dtb"
+
+
+def _fit_lookup(reader: _Reader, options: Options
+                ) -> Callable[[str], tuple[str | None, str | None]]:
+    """FIT keys' values and places; -k and -u win over the config, as upstream."""
+    flags = {"FIT_ENC_KEY_DIR": ("-k", options.fit_key_dir),
+             "FIT_ENC_UB_DTB": ("-u", options.fit_u_boot_dtb)}
+
+    def lookup(name: str) -> tuple[str | None, str | None]:
+        flag, value = flags.get(name, ("", None))
+        if value:
+            return value, flag
+        return reader.text(name), reader.where(name)
+    return lookup
 
 
 def output_paths(raw: RawConfig, options: Options) -> list[Path]:
