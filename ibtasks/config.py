@@ -247,7 +247,9 @@ def output_paths(raw: RawConfig, options: Options) -> list[Path]:
     config is never taken for the result of this one.
     """
     out_dir = options.output_dir or options.root_dir
-    return [out_dir / name for name in _output_names(_Reader(raw), options)]
+    names = list(_output_names(_Reader(raw), options))
+    fit = _Reader(raw).text("FIT") or (f"{_stem(names[0])}.fit" if options.fit else None)
+    return [out_dir / name for name in names + ([fit] if fit else [])]
 
 
 def _stem(name: str) -> str:

@@ -375,6 +375,15 @@ def test_bad_signing_settings_are_rejected(seed_inputs: Path, keys: Path, extra:
     assert not (seed_inputs / "boot.fit").exists()
 
 
+def test_a_bad_config_removes_the_fit_of_an_earlier_build(seed_inputs: Path) -> None:
+    assert build(seed_inputs, "-f").returncode == 0
+    result = build(seed_inputs, "-f", config=CONFIG + "DOMU_MEM[1]=lots\n")
+    assert result.returncode == 1
+    assert result.stderr == ("ibtasks: error: config:12: DOMU_MEM[1]: expected a whole number "
+                             "of MiB, got 'lots'\n")
+    assert not (seed_inputs / "boot.fit").exists()
+
+
 def test_a_signing_key_without_a_fit_is_ignored_with_a_warning(seed_inputs: Path,
                                                                keys: Path) -> None:
     result = build(seed_inputs, config=CONFIG + "FIT_ENC_KEY_DIR=keys/dev\n")
