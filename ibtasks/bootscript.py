@@ -10,6 +10,7 @@ import os
 
 from ibtasks.config import Config
 from ibtasks.dtedit import Cells, DtEdit, MakeNode, Strings, render_fdt_command
+from ibtasks.fitplan import image_name
 from ibtasks.layout import Layout
 
 MIN_FDT_RESIZE = 1024  # the seed's `fdt resize 1024`
@@ -61,14 +62,17 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
     With `preedited_dtb`, the script loads the edited DTB (FDTEDIT) at the DTB's address and
     has no `fdt` commands, for U-Boot builds without the `fdt` command.
     """
-    lines = []
+    lines = ["fit_addr=$fileaddr"] if config.fit else []  # where `source ADDR:boot_scr` was
     for region in layout.regions:
+        if config.fit:  # the binaries are in the FIT; the DTB there is already edited
+            lines.append(f"imxtract $fit_addr {image_name(region.key)} 0x{region.address:X}")
+            continue
         path = script_path(config, region.path)
         if config.preedited_dtb and region.key == config.device_tree.key:
             path = output_script_path(config, config.fdtedit)
         lines.append(f"{config.load_cmd} 0x{region.address:X} {path}")
     dtb = layout.region(config.device_tree.key).address
-    if not config.preedited_dtb:
+    if not config.preedited_dtb and not config.fit:
         lines.append(f"fdt addr 0x{dtb:X}")
         lines.append(f"fdt resize {fdt_resize_bytes(edits)}")
         lines += [render_fdt_command(edit) for edit in edits]
@@ -80,6 +84,11 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
 
 def render_final_message(config: Config, layout: Layout) -> str:
     """The seed's last two stdout lines: where to load the script and how to run it."""
+    if config.fit:  # upstream's FIT message; the FIT goes after the last binary
+        fit_addr = f"{layout.end:#x}"
+        return (f"Generated uboot FIT image {config.fit.name}, to be loaded at or after address "
+                f"{fit_addr}:\n{config.load_cmd} {fit_addr} {config.fit.name}; "
+                f"source {fit_addr}:boot_scr\n")
     slot = f"0x{layout.script_slot:X}"
     return (f"Generated uboot script {config.uboot_script}, to be loaded at address {slot}:\n"
             f"{config.load_cmd} {slot} {config.uboot_script}; source {slot}\n")

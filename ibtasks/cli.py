@@ -56,6 +56,16 @@ def _add_common_tail(parser: argparse.ArgumentParser) -> None:
                         help="after --: a doit command on the same graph (list, info TASK, ...)")
 
 
+def _add_fit_flags(parser: argparse.ArgumentParser) -> None:
+    """Upstream's FIT flags (see ibtasks.fitplan)."""
+    parser.add_argument("-f", dest="fit", action="store_true",
+                        help="build one FIT image (NAME.fit) holding every binary and the script")
+    parser.add_argument("-k", dest="fit_key_dir", metavar="KEY_DIR/HINT",
+                        help="sign the FIT with KEY_DIR/HINT.key (wins over FIT_ENC_KEY_DIR)")
+    parser.add_argument("-u", dest="fit_u_boot_dtb", metavar="U-BOOT_DTB",
+                        help="add the public key to this U-Boot DTB (wins over FIT_ENC_UB_DTB)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ibtasks", description="Xen ImageBuilder as a doit task graph.")
     parser.add_argument("--version", action="version", version=f"ibtasks {__version__}")
@@ -70,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write outputs here instead of the -d directory")
     script.add_argument("--memory-map", action="store_true",
                         help="print the memory layout as a table after building")
+    _add_fit_flags(script)
     _add_common_tail(script)
 
     disk = commands.add_parser("disk-image", help="a partitioned disk.img, as an ordinary user")
@@ -106,6 +117,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         preedited_dtb=args.preedited_dtb,
         boot_fs=getattr(args, "boot_fs", None),
         partition_table=getattr(args, "table", None),
+        fit=getattr(args, "fit", False),
+        fit_key_dir=getattr(args, "fit_key_dir", None),
+        fit_u_boot_dtb=getattr(args, "fit_u_boot_dtb", None),
     )
     raw = read_config_file(Path(args.config))
     try:
@@ -163,7 +177,8 @@ def uboot_script_gen(args: argparse.Namespace, stamp: Path) -> int:
     if not config.warnings:
         files = [args.config, *(str(p) for p in outputs(config)), str(work / "layout.json"),
                  str(work / "doit-deps.json"), *(str(p) for p in (work / "check").iterdir()),
-                 *(str(config.root_dir / b.path) for b in config.binaries())]
+                 *(str(config.root_dir / b.path) for b in config.binaries()),
+                 *(str(p) for p in (config.fit.signing_inputs() if config.fit else []))]
         names = [*config.environ_used, "SOURCE_DATE_EPOCH"]
         write_stamp(stamp, files, {n: os.environ.get(n) for n in names}, out.getvalue())
     return 0

@@ -8,12 +8,13 @@ and every validation, raising `UserError` that names the file, line and key.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ibtasks import diskconfig
 from ibtasks.errors import UserError
+from ibtasks.fitplan import FitSettings, read_fit_settings
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
 
 # The seed's -t shorthands, plus upstream's usb and virtio.
@@ -31,7 +32,7 @@ UNSUPPORTED_UPSTREAM_KEYS = frozenset({
     "DOMU_STATIC_MEM", "DOMU_DIRECT_MAP", "DOMU_SHARED_MEM", "DOMU_CPUPOOL", "CPUPOOL",
     "NUM_CPUPOOLS", "DOMU_ENHANCED", "DOMU_VPL011", "XEN_STATIC_HEAP", "XEN_POLICY",
     "NUM_DT_OVERLAY", "DT_OVERLAY", "BITSTREAM", "BOOT_CMD", "APPEND_EXTRA_CMDS", "XEN_LOAD",
-    "DOM0_LOAD", "DOMU_LOAD", "LINUX", "FIT", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
+    "DOM0_LOAD", "DOMU_LOAD", "LINUX", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
     "DOMU_STATIC_EVTCHNS", "DOMU_PASSTHROUGH_PATHS", "DOMU_NR_SPIS", "DOM0_MEM", "DOM0_VCPUS",
 })
 
@@ -117,6 +118,7 @@ class Config:
     environ_used: tuple[str, ...] = field(default=(), compare=False)
     partition_table: str = "gpt"  # disk-image: gpt or dos
     boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
+    fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
 
     def rootfs_archives(self) -> list[Binary]:
         """DOM0_ROOTFS and every DOMU_ROOTFS, in partition order."""
@@ -151,6 +153,9 @@ class Options:
     preedited_dtb: bool = False
     boot_fs: str | None = None  # disk-image --boot-fs, wins over BOOT_FS
     partition_table: str | None = None  # disk-image --table, wins over PARTITION_TABLE
+    fit: bool = False  # -f
+    fit_key_dir: str | None = None  # -k KEY_DIR/HINT, wins over FIT_ENC_KEY_DIR
+    fit_u_boot_dtb: str | None = None  # -u DTB, wins over FIT_ENC_UB_DTB
 
 
 def _boot_fs(text: str, where: str | None) -> str:
@@ -183,6 +188,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         dom0_cmd = f"{dom0_cmd} {_deduce_dom0_root(load_cmd, dom0_rootfs)}"
 
     uboot_source, uboot_script, fdtedit = _output_names(reader, options)
+    fit, fit_warnings = read_fit_settings(_fit_lookup(reader, options), options.fit,
+                                          _stem(uboot_source), options.root_dir)
 
     config = Config(
         source=raw.source,
@@ -205,10 +212,11 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         preedited_dtb=options.preedited_dtb or reader.flag("PREEDITED_DTB"),
         boot_fs=_boot_fs(options.boot_fs or reader.text("BOOT_FS") or "fat",
                          reader.where("BOOT_FS")),
-        warnings=raw.warnings,
+        warnings=raw.warnings + fit_warnings,
         environ_used=raw.environ_used,
         partition_table=diskconfig.partition_table(reader, options.partition_table),
         boot_aux_files=diskconfig.boot_aux_files(reader),
+        fit=fit,
     )
     _check_inputs_exist(config)
     return config
@@ -225,6 +233,20 @@ def _output_names(reader: _Reader, options: Options) -> tuple[str, str, str]:
     return uboot_source, uboot_script, reader.text("FDTEDIT") or f"{_stem(uboot_source)}.dtb"
 
 
+def _fit_lookup(reader: _Reader, options: Options
+                ) -> Callable[[str], tuple[str | None, str | None]]:
+    """FIT keys' values and places; -k and -u win over the config, as upstream."""
+    flags = {"FIT_ENC_KEY_DIR": ("-k", options.fit_key_dir),
+             "FIT_ENC_UB_DTB": ("-u", options.fit_u_boot_dtb)}
+
+    def lookup(name: str) -> tuple[str | None, str | None]:
+        flag, value = flags.get(name, ("", None))
+        if value:
+            return value, flag
+        return reader.text(name), reader.where(name)
+    return lookup
+
+
 def output_paths(raw: RawConfig, options: Options) -> list[Path]:
     """Where a build of `raw` writes its outputs, even if `raw` does not validate.
 
@@ -232,7 +254,9 @@ def output_paths(raw: RawConfig, options: Options) -> list[Path]:
     config is never taken for the result of this one.
     """
     out_dir = options.output_dir or options.root_dir
-    return [out_dir / name for name in _output_names(_Reader(raw), options)]
+    names = list(_output_names(_Reader(raw), options))
+    fit = _Reader(raw).text("FIT") or (f"{_stem(names[0])}.fit" if options.fit else None)
+    return [out_dir / name for name in names + ([fit] if fit else [])]
 
 
 def _stem(name: str) -> str:

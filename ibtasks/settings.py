@@ -101,6 +101,17 @@ SETTINGS: tuple[Setting, ...] = (
             "0 to NUM_BOOT_AUX_FILE-1 (not per domU).", "upstream 2021"),
     Setting("DOMU_DRIVER_DOMAIN", True, Kind.FLAG, None,
             "disk-image: `driver_domain=1` in the domU's xl config.", "upstream 2022"),
+    # --- FIT images (issue 6, part R) ---
+    Setting("FIT", False, Kind.OUTPUT, None,
+            "Build this FIT image holding every binary, the edited DTB and the script "
+            "(`boot_scr`) instead of boot.scr; `-f` names it after UBOOT_SOURCE (`boot.fit`).",
+            "upstream 2021"),
+    Setting("FIT_ENC_KEY_DIR", False, Kind.TEXT, None,
+            "Sign the FIT's images (`sha1,rsa2048`) with KEY_DIR/HINT.key: write `KEY_DIR/HINT`; "
+            "also `-k`. Signing runs `mkimage -F -r`.", "upstream 2021"),
+    Setting("FIT_ENC_UB_DTB", False, Kind.PATH, None,
+            "U-Boot's control DTB that gets the public key (KEY_DIR/HINT.crt), marked required; "
+            "changed in place; also `-u`.", "upstream 2021"),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
