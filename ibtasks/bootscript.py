@@ -10,6 +10,7 @@ import os
 
 from ibtasks.config import Config
 from ibtasks.dtedit import Cells, DtEdit, MakeNode, Strings, render_fdt_command
+from ibtasks.fitplan import image_name
 from ibtasks.layout import Layout
 
 MIN_FDT_RESIZE = 1024  # the seed's `fdt resize 1024`
@@ -102,14 +103,17 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
     has no `fdt` commands, for U-Boot builds without the `fdt` command; DT overlays are then
     already applied to FDTEDIT and not loaded.
     """
-    lines: list[str] = []
+    lines: list[str] = ["fit_addr=$fileaddr"] if config.fit else []  # `source ADDR:boot_scr`
     overlays = {b.key for b in config.boot.dt_overlays}
     last: list[str] = []
     for region in layout.regions:
-        if config.preedited_dtb and region.key in overlays:
-            continue
-        load = config.boot.load_cmd_for(region.key, config.load_cmd)
-        line = f"{load} 0x{region.address:X} {_load_path(config, region.key, region.path)}"
+        if (config.preedited_dtb or config.fit) and region.key in overlays:
+            continue  # already applied to the edited DTB that is loaded
+        if config.fit:  # the binaries are in the FIT; the DTB there is already edited
+            line = f"imxtract $fit_addr {image_name(region.key)} 0x{region.address:X}"
+        else:
+            load = config.boot.load_cmd_for(region.key, config.load_cmd)
+            line = f"{load} 0x{region.address:X} {_load_path(config, region.key, region.path)}"
         # bootefi runs the image U-Boot loaded last ("No UEFI binary known at ..." otherwise):
         # Xen keeps its address but its load line moves after all others.
         (last if config.boot.boot_cmd == "bootefi" and region.key == config.xen.key
@@ -119,7 +123,7 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
             lines.append(f"fpga load 0 0x{region.address:X} 0x{region.size:X}")
     lines += last
     dtb = layout.region(config.device_tree.key).address
-    if not config.preedited_dtb:
+    if not config.preedited_dtb and not config.fit:
         overlay_regions = [r for r in layout.regions if r.key in overlays]
         lines.append(f"fdt addr 0x{dtb:X}")
         lines.append(f"fdt resize {fdt_resize_bytes(edits, sum(r.size for r in overlay_regions))}")
@@ -127,7 +131,7 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
         lines += [render_fdt_command(edit) for edit in edits]
     lines.append("setenv fdt_high 0xffffffffffffffff")
     if config.boot.print_chosen:
-        if config.preedited_dtb:  # no `fdt addr` above: point `fdt` at the loaded DTB first
+        if config.preedited_dtb or config.fit:  # no `fdt addr` above: point `fdt` at the DTB
             lines.append(f"fdt addr 0x{dtb:X}")
         lines.append("fdt print /chosen")
     lines += extra_commands(config)
@@ -138,6 +142,11 @@ def render_boot_source(config: Config, layout: Layout, edits: list[DtEdit]) -> s
 
 def render_final_message(config: Config, layout: Layout) -> str:
     """The seed's last two stdout lines: where to load the script and how to run it."""
+    if config.fit:  # upstream's FIT message; the FIT goes after the last binary
+        fit_addr = f"{layout.end:#x}"
+        return (f"Generated uboot FIT image {config.fit.name}, to be loaded at or after address "
+                f"{fit_addr}:\n{config.load_cmd} {fit_addr} {config.fit.name}; "
+                f"source {fit_addr}:boot_scr\n")
     slot = f"0x{layout.script_slot:X}"
     script = _prepend(config, config.uboot_script)
     return (f"Generated uboot script {config.uboot_script}, to be loaded at address {slot}:\n"

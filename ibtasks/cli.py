@@ -1,7 +1,8 @@
 """The command line: drop-in flags of ImageBuilder's scripts, running our doit graph.
 
     ibtasks uboot-script-gen -c CONFIG -d DIR -t LOADCMD [-o NAME] [-- DOIT-ARGS...]
-    ibtasks disk-image -c CONFIG -d DIR -t LOADCMD -o disk.img [-w WORKDIR] [-s SLACK]
+    ibtasks disk-image -c CONFIG -d DIR -t LOADCMD -o disk.img [-w WORKDIR] [-s SLACK] [-a]
+                       [--table gpt|dos]
 
 User errors print one line (`ibtasks: error: ...`) and exit non-zero; anything else is a bug.
 """
@@ -55,6 +56,16 @@ def _add_common_tail(parser: argparse.ArgumentParser) -> None:
                         help="after --: a doit command on the same graph (list, info TASK, ...)")
 
 
+def _add_fit_flags(parser: argparse.ArgumentParser) -> None:
+    """Upstream's FIT flags (see ibtasks.fitplan)."""
+    parser.add_argument("-f", dest="fit", action="store_true",
+                        help="build one FIT image (NAME.fit) holding every binary and the script")
+    parser.add_argument("-k", dest="fit_key_dir", metavar="KEY_DIR/HINT",
+                        help="sign the FIT with KEY_DIR/HINT.key (wins over FIT_ENC_KEY_DIR)")
+    parser.add_argument("-u", dest="fit_u_boot_dtb", metavar="U-BOOT_DTB",
+                        help="add the public key to this U-Boot DTB (wins over FIT_ENC_UB_DTB)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ibtasks", description="Xen ImageBuilder as a doit task graph.")
     parser.add_argument("--version", action="version", version=f"ibtasks {__version__}")
@@ -74,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     script.add_argument("-s", dest="calc", action="store_true",
                         help="let U-Boot compute addresses at boot from each file's size; "
                              "the files need not exist now (no edited DTB)")
+    _add_fit_flags(script)
     _add_common_tail(script)
 
     disk = commands.add_parser("disk-image", help="a partitioned disk.img, as an ordinary user")
@@ -86,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="free space in each rootfs partition (default 128)")
     disk.add_argument("--boot-fs", choices=("fat", "ext4"),
                       help="boot partition filesystem (default fat; wins over BOOT_FS)")
+    disk.add_argument("--table", choices=("gpt", "dos"),
+                      help="partition table (default gpt; wins over PARTITION_TABLE)")
+    disk.add_argument("-a", dest="power_of_two", action="store_true",
+                      help="round the image size up to a power of two MiB (petalinux-boot --qemu)")
     _add_common_tail(disk)
     return parser
 
@@ -107,6 +123,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         boot_fs=getattr(args, "boot_fs", None),
         prepend_path=getattr(args, "prepend_path", ""),
         calc=getattr(args, "calc", False),
+        partition_table=getattr(args, "table", None),
+        fit=getattr(args, "fit", False),
+        fit_key_dir=getattr(args, "fit_key_dir", None),
+        fit_u_boot_dtb=getattr(args, "fit_u_boot_dtb", None),
     )
     raw = read_config_file(Path(args.config))
     try:
@@ -165,7 +185,8 @@ def uboot_script_gen(args: argparse.Namespace, stamp: Path) -> int:
         checks = (work / "check").iterdir() if (work / "check").is_dir() else iter(())
         files = [args.config, *(str(p) for p in outputs(config)), str(work / "layout.json"),
                  str(work / "doit-deps.json"), *(str(p) for p in checks),
-                 *(str(config.root_dir / b.path) for b in _read_inputs(config))]
+                 *(str(config.root_dir / b.path) for b in _read_inputs(config)),
+                 *(str(p) for p in (config.fit.signing_inputs() if config.fit else []))]
         names = [*config.environ_used, "SOURCE_DATE_EPOCH"]
         write_stamp(stamp, files, {n: os.environ.get(n) for n in names}, out.getvalue())
     return 0
@@ -178,6 +199,7 @@ def _read_inputs(config: Config) -> list[Binary]:
 
 
 def disk_image(args: argparse.Namespace) -> int:
+    from ibtasks.diskconfig import check_disk_config
     from ibtasks.disktasks import DiskOptions, all_tasks, disk_outputs
     from ibtasks.doitrun import run_graph
     from ibtasks.taskgen import outputs, source_date_epoch, work_dir
@@ -189,7 +211,13 @@ def disk_image(args: argparse.Namespace) -> int:
     _check_writable(work)
     image = Path(args.image)
     _check_writable(image.parent if str(image.parent) else Path("."))
-    options = DiskOptions(image=image, work=work, slack_mib=args.slack)
+    options = DiskOptions(image=image, work=work, slack_mib=args.slack,
+                          power_of_two=args.power_of_two)
+    try:
+        check_disk_config(config)
+    except UserError:
+        _remove_outputs([*outputs(config), *disk_outputs(options)])
+        raise
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
     code = run_graph(lambda: all_tasks(config, options, epoch), work, argv, args.verbose)

@@ -8,12 +8,14 @@ and every validation, raising `UserError` that names the file, line and key.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ibtasks import diskconfig
 from ibtasks.bootopts import BootOptions, read_boot_options
 from ibtasks.errors import UserError
+from ibtasks.fitplan import FitSettings, read_fit_settings
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
 
 # The seed's -t shorthands, plus upstream's usb and virtio.
@@ -30,7 +32,7 @@ LOAD_CMD_ALIASES = {
 UNSUPPORTED_UPSTREAM_KEYS = frozenset({
     "DOMU_STATIC_MEM", "DOMU_DIRECT_MAP", "DOMU_SHARED_MEM", "DOMU_CPUPOOL", "CPUPOOL",
     "NUM_CPUPOOLS", "DOMU_ENHANCED", "DOMU_VPL011", "XEN_STATIC_HEAP",
-    "LINUX_ROOTFS", "FIT", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
+    "LINUX_ROOTFS", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
     "DOMU_STATIC_EVTCHNS", "DOMU_PASSTHROUGH_PATHS", "DOMU_NR_SPIS", "DOM0_MEM", "DOM0_VCPUS",
 })
 
@@ -81,6 +83,7 @@ class DomU:
     noboot: bool
     rootfs: Binary | None
     cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
+    driver_domain: bool = False
 
     @property
     def boots_with_xen(self) -> bool:
@@ -113,6 +116,9 @@ class Config:
     boot_fs: str = "fat"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     environ_used: tuple[str, ...] = field(default=(), compare=False)
+    partition_table: str = "gpt"  # disk-image: gpt or dos
+    boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
+    fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
     boot: BootOptions = field(default_factory=BootOptions)  # issue 6 part Q: bootopts.py
 
     @property
@@ -158,6 +164,10 @@ class Options:
     output_dir: Path | None = None  # default: root_dir, as the seed
     preedited_dtb: bool = False
     boot_fs: str | None = None  # disk-image --boot-fs, wins over BOOT_FS
+    partition_table: str | None = None  # disk-image --table, wins over PARTITION_TABLE
+    fit: bool = False  # -f
+    fit_key_dir: str | None = None  # -k KEY_DIR/HINT, wins over FIT_ENC_KEY_DIR
+    fit_u_boot_dtb: str | None = None  # -u DTB, wins over FIT_ENC_UB_DTB
     prepend_path: str = ""  # -p PREPEND_PATH
     calc: bool = False  # -s: addresses computed by U-Boot
 
@@ -197,6 +207,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         dom0_cmd = f"{dom0_cmd} {_deduce_dom0_root(boot.dom0_load or load_cmd, dom0_rootfs)}"
 
     uboot_source, uboot_script, fdtedit = _output_names(reader, options)
+    fit, fit_warnings = read_fit_settings(_fit_lookup(reader, options), options.fit,
+                                          _stem(uboot_source), options.root_dir)
 
     config = Config(
         source=raw.source,
@@ -219,10 +231,18 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         preedited_dtb=options.preedited_dtb or reader.flag("PREEDITED_DTB"),
         boot_fs=_boot_fs(options.boot_fs or reader.text("BOOT_FS") or "fat",
                          reader.where("BOOT_FS")),
-        warnings=raw.warnings,
+        warnings=raw.warnings + fit_warnings,
         environ_used=raw.environ_used,
         boot=boot,
+        partition_table=diskconfig.partition_table(reader, options.partition_table),
+        boot_aux_files=diskconfig.boot_aux_files(reader),
+        fit=fit,
     )
+    if config.fit and (boot.calc or boot.boot_cmd == "bootm"):
+        what = "-s" if boot.calc else "BOOT_CMD=bootm"
+        raise UserError(f"{what} cannot be combined with a FIT (-f or FIT): the FIT holds Xen "
+                        "and fixed load addresses", reader.where("BOOT_CMD") if not boot.calc
+                        else None)
     if boot.calc:
         if config.preedited_dtb:
             raise UserError("--preedited-dtb cannot be combined with -s: the edited DTB needs "
@@ -276,6 +296,20 @@ def _output_names(reader: _Reader, options: Options) -> tuple[str, str, str]:
     return uboot_source, uboot_script, reader.text("FDTEDIT") or f"{_stem(uboot_source)}.dtb"
 
 
+def _fit_lookup(reader: _Reader, options: Options
+                ) -> Callable[[str], tuple[str | None, str | None]]:
+    """FIT keys' values and places; -k and -u win over the config, as upstream."""
+    flags = {"FIT_ENC_KEY_DIR": ("-k", options.fit_key_dir),
+             "FIT_ENC_UB_DTB": ("-u", options.fit_u_boot_dtb)}
+
+    def lookup(name: str) -> tuple[str | None, str | None]:
+        flag, value = flags.get(name, ("", None))
+        if value:
+            return value, flag
+        return reader.text(name), reader.where(name)
+    return lookup
+
+
 def output_paths(raw: RawConfig, options: Options) -> list[Path]:
     """Where a build of `raw` writes its outputs, even if `raw` does not validate.
 
@@ -283,7 +317,9 @@ def output_paths(raw: RawConfig, options: Options) -> list[Path]:
     config is never taken for the result of this one.
     """
     out_dir = options.output_dir or options.root_dir
-    return [out_dir / name for name in _output_names(_Reader(raw), options)]
+    names = list(_output_names(_Reader(raw), options))
+    fit = _Reader(raw).text("FIT") or (f"{_stem(names[0])}.fit" if options.fit else None)
+    return [out_dir / name for name in names + ([fit] if fit else [])]
 
 
 def _stem(name: str) -> str:
@@ -349,13 +385,14 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
         cmd_given=reader.raw.values["DOMU_CMD", i].text.strip()
         if ("DOMU_CMD", i) in reader.raw.values and reader.raw.values["DOMU_CMD", i].text
         else None,
+        driver_domain=reader.flag("DOMU_DRIVER_DOMAIN", i),
     )
 
 
 def _check_inputs_exist(config: Config, inputs: list[Binary] | None = None) -> None:
     """Every input must exist and be readable now: doit would run an action without it."""
     if inputs is None:
-        inputs = config.binaries() + config.rootfs_archives()
+        inputs = config.binaries() + config.rootfs_archives() + list(config.boot_aux_files)
         if config.boot.append_extra_cmds:
             inputs.append(config.boot.append_extra_cmds)
     for binary in inputs:

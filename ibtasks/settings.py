@@ -89,6 +89,31 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PREEDITED_DTB", False, Kind.FLAG, None,
             "Load the edited DTB (FDTEDIT) instead of running `fdt` commands in U-Boot; "
             "also `--preedited-dtb`.", "ibtasks"),
+    # --- disk_image extras (issue 6, part S) ---
+    Setting("PARTITION_TABLE", False, Kind.TEXT, "gpt",
+            "disk-image: `gpt`, or `dos` (MBR: up to 4 primary partitions, the boot partition "
+            "bootable); also `--table`.", "ibtasks"),
+    Setting("GPT", False, Kind.FLAG, None,
+            "disk-image: upstream's switch from DOS to GPT; GPT is already our default, so it "
+            "only conflicts with `PARTITION_TABLE=dos`.", "upstream 2022"),
+    Setting("NUM_BOOT_AUX_FILE", False, Kind.COUNT, "0",
+            "disk-image: how many `BOOT_AUX_FILE[n]` follow.", "upstream 2021"),
+    Setting("BOOT_AUX_FILE", True, Kind.PATH, None,
+            "disk-image: an extra file copied into the boot partition at its path; indexed "
+            "0 to NUM_BOOT_AUX_FILE-1 (not per domU).", "upstream 2021"),
+    Setting("DOMU_DRIVER_DOMAIN", True, Kind.FLAG, None,
+            "disk-image: `driver_domain=1` in the domU's xl config.", "upstream 2022"),
+    # --- FIT images (issue 6, part R) ---
+    Setting("FIT", False, Kind.OUTPUT, None,
+            "Build this FIT image holding every binary, the edited DTB and the script "
+            "(`boot_scr`) instead of boot.scr; `-f` names it after UBOOT_SOURCE (`boot.fit`).",
+            "upstream 2021"),
+    Setting("FIT_ENC_KEY_DIR", False, Kind.TEXT, None,
+            "Sign the FIT's images (`sha1,rsa2048`) with KEY_DIR/HINT.key: write `KEY_DIR/HINT`; "
+            "also `-k`. Signing runs `mkimage -F -r`.", "upstream 2021"),
+    Setting("FIT_ENC_UB_DTB", False, Kind.PATH, None,
+            "U-Boot's control DTB that gets the public key (KEY_DIR/HINT.crt), marked required; "
+            "changed in place; also `-u`.", "upstream 2021"),
     # ---- issue 6 part Q: boot command, per-image loads, extra modules, bare-metal Linux ----
     Setting("BOOT_CMD", False, Kind.TEXT, "booti",
             "The script's last command: `booti`, `bootm` (Xen wrapped as a uImage `<XEN>.ub`), "

@@ -5,6 +5,7 @@
     ib_dtb           the edited DTB       -> FDTEDIT
     ib_boot_source   the script text      -> UBOOT_SOURCE
     ib_boot_scr      the script image     -> UBOOT_SCRIPT
+    ib_fit           with -f/FIT, instead of ib_boot_scr: everything in one FIT -> FIT
     ib_xen_uimage    BOOT_CMD=bootm only  -> <XEN>.ub (Xen as a legacy kernel uImage)
 
 With `-s` (addresses computed by U-Boot) there are no checks and no ib_dtb: ib_layout only
@@ -33,6 +34,9 @@ from ibtasks.calcscript import render_calc_boot_source
 from ibtasks.chosen import plan_chosen_edits
 from ibtasks.config import Binary, Config
 from ibtasks.errors import UserError
+from ibtasks.fit import build_fit
+from ibtasks.fitplan import FitSettings, check_fit_fits, plan_fit
+from ibtasks.fitsign import sign_fit
 from ibtasks.fsutil import write_atomic, write_if_changed
 from ibtasks.inspect import Role, check_file
 from ibtasks.layout import Layout, Module, plan_layout
@@ -51,8 +55,11 @@ BOOT_TASKS = ("ib_check", "ib_layout", "ib_dtb", "ib_boot_source", "ib_boot_scr"
 def boot_task_names(config: Config) -> tuple[str, ...]:
     """The basenames `boot_tasks(config)` yields, for doit's `create_after(creates=...)`
     (doit 0.37 mis-loads a delayed generator whose `creates` names a task it never yields):
-    no ib_check or ib_dtb with -s, and ib_xen_uimage with BOOT_CMD=bootm."""
+    no ib_check or ib_dtb with -s, ib_fit instead of ib_boot_scr with a FIT, and
+    ib_xen_uimage with BOOT_CMD=bootm."""
     names = [n for n in BOOT_TASKS if not (config.boot.calc and n in ("ib_check", "ib_dtb"))]
+    if config.fit:
+        names = ["ib_fit" if n == "ib_boot_scr" else n for n in names]
     return tuple(names + (["ib_xen_uimage"] if config.boot.boot_cmd == "bootm" else []))
 
 
@@ -157,6 +164,52 @@ def write_boot_scr(source: str, layout_path: str, epoch: int, out: str) -> None:
     write_atomic(out, build_script_image(image))
 
 
+def write_fit(config: Config, layout_path: str, dtb: str, source: str, epoch: int,
+              out: str) -> None:
+    """Build the FIT from the binaries, the edited DTB and the script; sign it if asked."""
+    settings = config.fit
+    if settings is None:
+        raise UserError("internal: write_fit without FIT settings")
+    layout = Layout.from_json(Path(layout_path).read_bytes())
+    fit = plan_fit(config, layout, lambda path: (config.root_dir / path).read_bytes(),
+                   Path(dtb).read_bytes(), Path(source).read_bytes(), epoch, settings)
+    blob = build_fit(fit)
+    if settings.key_dir is None:
+        check_fit_fits(layout, len(blob), settings.name)
+        write_atomic(out, blob)
+        return
+    target = Path(out)
+    unsigned = target.with_name(f".{target.name}.unsigned")
+    try:
+        write_atomic(unsigned, blob)
+        sign_fit(unsigned, settings.key_dir, settings.u_boot_dtb, epoch, settings.where)
+        check_fit_fits(layout, unsigned.stat().st_size, settings.name)
+        unsigned.replace(target)
+    finally:
+        unsigned.unlink(missing_ok=True)
+
+
+def fit_task(config: Config, layout: str, dtb_out: str, source_out: str, fit_out: str,
+             epoch: int) -> TaskDict:
+    """ib_fit: every binary, the edited DTB and the script in one FIT (-f, FIT)."""
+    settings: FitSettings | None = config.fit
+    keys = [str(p) for p in settings.signing_inputs()] if settings else []
+    return {
+        "basename": "ib_fit",
+        "doc": "pack every binary, the edited DTB and the script into one FIT image",
+        "actions": [(run_step, [write_fit, config, layout, dtb_out, source_out, epoch, fit_out])],
+        "file_dep": [*(str(config.root_dir / b.path) for b in config.binaries()),
+                     dtb_out, source_out, layout, *keys],
+        "targets": [fit_out],
+        "uptodate": [config_changed({
+            "epoch": epoch,
+            "key": [str(settings.key_dir), settings.key_hint] if settings else None,
+            "u_boot_dtb": str(settings.u_boot_dtb) if settings else None,
+        })],
+        "clean": True,
+    }
+
+
 # ---- what each task reads from the config ------------------------------------------------------
 
 def _role(config: Config, binary: Binary) -> Role:
@@ -189,7 +242,7 @@ def _check_name(key: str) -> str:
 
 def outputs(config: Config) -> list[Path]:
     """The user-visible outputs of the boot graph (no edited DTB with -s; bootm's uImage)."""
-    names = [config.uboot_source, config.uboot_script]
+    names = [config.uboot_source, config.fit.name if config.fit else config.uboot_script]
     if not config.boot.calc:
         names.insert(0, config.fdtedit)
     if config.boot.boot_cmd == "bootm":
@@ -239,10 +292,10 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
     }
 
     source_out = str(config.output_dir / config.uboot_source)
-    scr_out = str(config.output_dir / config.uboot_script)
+    scr_out = str(config.output_dir / (config.fit.name if config.fit else config.uboot_script))
+    dtb_out = str(config.output_dir / config.fdtedit)
     overlays = [str(root / b.path) for b in config.boot.dt_overlays]
     if not calc:
-        dtb_out = str(config.output_dir / config.fdtedit)
         yield {
             "basename": "ib_dtb",
             "doc": "write the DTB with the overlays and Xen's /chosen edits applied",
@@ -267,10 +320,14 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
             "paths": [b.path for b in config.binaries()],
             "preedited_dtb": config.preedited_dtb,
             "fdtedit": config.fdtedit,
+            "fit": config.fit.name if config.fit else None,
             "boot": repr(config.boot),
         })],
         "clean": True,
     }
+    if config.fit:
+        yield fit_task(config, layout, dtb_out, source_out, scr_out, epoch)
+        return
     yield {
         "basename": "ib_boot_scr",
         "doc": "wrap the script as a U-Boot script image (boot.scr)",

@@ -406,3 +406,12 @@ def test_yaml_config_lists_overlays_without_counting_them_as_domus(seed_inputs: 
     assert lines[2:4] == ["tftpb 0x40E00000 zynqmp-dom1/Image-domU",
                           "tftpb 0x41200000 overlay.dtbo"]
     assert "fdt apply 0x41200000" in lines
+
+
+def test_fit_with_bootm_or_computed_addresses_is_rejected(seed_inputs: Path) -> None:
+    assert error(seed_inputs, BASE + "BOOT_CMD=bootm\n", "-f") == (
+        "ibtasks: error: config:6: BOOT_CMD=bootm cannot be combined with a FIT (-f or FIT): the "
+        "FIT holds Xen and fixed load addresses\n")
+    assert error(seed_inputs, BASE, "-f", "-s") == (
+        "ibtasks: error: -s cannot be combined with a FIT (-f or FIT): the FIT holds Xen and "
+        "fixed load addresses\n")

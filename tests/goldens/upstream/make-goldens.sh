@@ -1,21 +1,16 @@
 #!/bin/bash
-# Run upstream uboot-script-gen (xlnx_rel_v2023.2, 297a48f) on each case; keep only its outputs.
+# Usage: make-goldens.sh GOLDEN_DIR UPSTREAM_SCRIPTS_DIR INPUTS_MAKER
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
-script=$1  # upstream scripts/uboot-script-gen, beside its scripts/common
-out=$2
-for dir in "$here"/*/; do
-    c=$(basename "$dir")
-    run=$(mktemp -d)
-    python3 "${MAKE_INPUTS:?path of seed-goldens/make-inputs.py}" "$run"
-    cp "$dir/config" "$run/config"
-    (cd "$run" && bash "$script" -c config -d . $(cat "$dir/args") > stdout 2> stderr; echo $? > exit-code)
-    mkdir -p "$out/$c/expected"
-    cp "$dir/config" "$dir/args" "$out/$c/"
-    cp "$run/stdout" "$run/exit-code" "$run/boot.source" "$out/$c/expected/"
-    dumpimage -l "$run/boot.scr" | grep -v '^Created:' > "$out/$c/expected/boot.scr.dumpimage"
-    if [ -f "$run/xen.ub" ]; then
-        dumpimage -l "$run/xen.ub" | grep -v '^Created:' > "$out/$c/expected/xen.ub.dumpimage"
-    fi
-    rm -rf "$run"
+for case_dir in "$1"/*/; do
+    [ -f "$case_dir/config" ] || continue  # passthrough-xl/ is not a script case
+    work=$(mktemp -d)
+    python3 "$3" "$work" > /dev/null
+    cp "$case_dir/config" "$work/config"
+    (cd "$work" && SOURCE_DATE_EPOCH=1700000000 bash "$2/uboot-script-gen" -c config -d . $(cat "$case_dir/args") > stdout 2> stderr; echo $? > exit-code)
+    rm -rf "$case_dir/expected"; mkdir "$case_dir/expected"
+    cp "$work"/stdout "$work"/exit-code "$case_dir/expected/"
+    for f in "$work"/*.source "$work"/*.its "$work"/*-fit.dtb; do [ -f "$f" ] && cp "$f" "$case_dir/expected/"; done
+    for f in "$work"/*.scr "$work"/*.ub; do [ -f "$f" ] && dumpimage -l "$f" | grep -v 'Created:' > "$case_dir/expected/$(basename "$f").dumpimage"; done
+    for f in "$work"/*.fit; do [ -f "$f" ] && dumpimage -l "$f" | grep -v 'Created:' > "$case_dir/expected/$(basename "$f").dumpimage-l"; done
+    rm -rf "$work"
 done
