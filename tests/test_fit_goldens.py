@@ -24,7 +24,7 @@ from tests.conftest import REPO, run_ibtasks
 from tests.fdtscript import chosen_meaning
 
 UPSTREAM = REPO / "tests" / "goldens" / "upstream"
-CASES = sorted(p.name for p in UPSTREAM.iterdir() if p.is_dir())
+CASES = sorted(p.name for p in UPSTREAM.iterdir() if p.is_dir() and p.name.startswith("fit-"))
 
 
 def text(node: Node, name: str) -> str | None:
