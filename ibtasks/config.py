@@ -12,6 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ibtasks.domains import (
+    AFFINITY_KEY,
+    DomUProps,
+    XenProps,
+    build_domu_props,
+    build_xen_props,
+    check_domus,
+    default_xen_cmd,
+)
 from ibtasks.errors import UserError
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
 
@@ -27,11 +36,9 @@ LOAD_CMD_ALIASES = {
 # Keys of today's upstream ImageBuilder that change what boots; silently ignoring them would boot
 # a different system than the user asked for.
 UNSUPPORTED_UPSTREAM_KEYS = frozenset({
-    "DOMU_STATIC_MEM", "DOMU_DIRECT_MAP", "DOMU_SHARED_MEM", "DOMU_CPUPOOL", "CPUPOOL",
-    "NUM_CPUPOOLS", "DOMU_ENHANCED", "DOMU_VPL011", "XEN_STATIC_HEAP", "XEN_POLICY",
+    "XEN_POLICY",
     "NUM_DT_OVERLAY", "DT_OVERLAY", "BITSTREAM", "BOOT_CMD", "APPEND_EXTRA_CMDS", "XEN_LOAD",
-    "DOM0_LOAD", "DOMU_LOAD", "LINUX", "FIT", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
-    "DOMU_STATIC_EVTCHNS", "DOMU_PASSTHROUGH_PATHS", "DOMU_NR_SPIS", "DOM0_MEM", "DOM0_VCPUS",
+    "DOM0_LOAD", "DOMU_LOAD", "LINUX", "FIT",
 })
 
 FALSE_WORDS = frozenset({"", "0", "n", "no", "false", "off"})
@@ -81,6 +88,8 @@ class DomU:
     noboot: bool
     rootfs: Binary | None
     cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
+    props: DomUProps = field(default_factory=DomUProps)  # upstream extras (domains.py)
+    driver_domain: bool = False  # DOMU_DRIVER_DOMAIN: xl config `driver_domain=1`
 
     @property
     def boots_with_xen(self) -> bool:
@@ -101,7 +110,7 @@ class Config:
     device_tree: Binary
     xen: Binary
     xen_cmd: str
-    dom0_kernel: Binary
+    dom0_kernel: Binary | None  # None: dom0less without a dom0
     dom0_cmd: str
     dom0_ramdisk: Binary | None
     dom0_rootfs: Binary | None
@@ -113,6 +122,7 @@ class Config:
     boot_fs: str = "fat"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     environ_used: tuple[str, ...] = field(default=(), compare=False)
+    xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
 
     def rootfs_archives(self) -> list[Binary]:
         """DOM0_ROOTFS and every DOMU_ROOTFS, in partition order."""
@@ -121,7 +131,9 @@ class Config:
 
     def binaries(self) -> list[Binary]:
         """Every input that the boot script loads, in the seed's load order."""
-        found = [self.xen, self.dom0_kernel]
+        found = [self.xen]
+        if self.dom0_kernel:
+            found.append(self.dom0_kernel)
         if self.dom0_ramdisk:
             found.append(self.dom0_ramdisk)
         for domu in self.domus:
@@ -157,8 +169,16 @@ def _boot_fs(text: str, where: str | None) -> str:
 def build_config(raw: RawConfig, options: Options) -> Config:
     """Validate `raw`, apply defaults; raise `UserError` naming the place of the first problem."""
     reader = _Reader(raw)
+    has_dom0 = _check_dom0(reader)
+    xen_props = build_xen_props(raw.values, raw.source)
     num_domus = reader.count("NUM_DOMUS")
-    domus = tuple(_build_domu(reader, i) for i in range(num_domus))
+    domus = tuple(_build_domu(reader, i, has_dom0, len(xen_props.cpupools))
+                  for i in range(num_domus))
+    check_domus([(d.index, d.boots_with_xen, d.props) for d in domus], has_dom0, raw.source,
+                raw.values)
+    if not has_dom0 and not any(d.boots_with_xen for d in domus):
+        raise UserError("without DOM0_KERNEL at least one domU must be started by Xen "
+                        "(NUM_DOMUS, DOMU_KERNEL[n])", reader.where("NUM_DOMUS") or raw.source)
 
     load_cmd = options.load_cmd or reader.text("LOAD_CMD")
     if not load_cmd:
@@ -188,8 +208,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         memory_end=memory_end,
         device_tree=reader.required_binary("DEVICE_TREE"),
         xen=reader.required_binary("XEN"),
-        xen_cmd=_bootargs(reader, "XEN_CMD"),
-        dom0_kernel=reader.required_binary("DOM0_KERNEL"),
+        xen_cmd=_xen_cmd(reader, has_dom0, xen_props, any(d.props.colors for d in domus)),
+        dom0_kernel=reader.binary("DOM0_KERNEL"),
         dom0_cmd=_check_quotes(dom0_cmd, "DOM0_CMD", reader.where("DOM0_CMD")),
         dom0_ramdisk=reader.binary("DOM0_RAMDISK"),
         dom0_rootfs=dom0_rootfs,
@@ -202,9 +222,43 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                          reader.where("BOOT_FS")),
         warnings=raw.warnings,
         environ_used=raw.environ_used,
+        xen_props=xen_props,
     )
     _check_inputs_exist(config)
     return config
+
+
+def _check_dom0(reader: _Reader) -> bool:
+    """Whether a dom0 is started; without DOM0_KERNEL no other DOM0_* key may be set."""
+    if reader.text("DOM0_KERNEL"):
+        return True
+    for name in ("DOM0_RAMDISK", "DOM0_ROOTFS", "DOM0_CMD", "DOM0_MEM", "DOM0_VCPUS",
+                 "DOM0_COLORS"):
+        if (name, None) in reader.raw.values and reader.raw.values[name, None].text:
+            raise UserError(f"{name} is set but DOM0_KERNEL is not: without DOM0_KERNEL there "
+                            "is no dom0", reader.where(name))
+    return False
+
+
+def _xen_cmd(reader: _Reader, has_dom0: bool, xen: XenProps, domu_colors: bool) -> str:
+    """XEN_CMD as given, else the default built from DOM0_MEM, DOM0_VCPUS and the colours."""
+    given = reader.raw.values.get(("XEN_CMD", None))
+    feeds = ("DOM0_MEM", "DOM0_VCPUS", "XEN_COLORS", "DOM0_COLORS")
+    if given is not None and given.text.strip():
+        for name in feeds:
+            if reader.text(name):
+                raise UserError(f"{name} only feeds the default XEN_CMD, but XEN_CMD is set: "
+                                "put it in XEN_CMD instead", reader.where(name))
+        if domu_colors and "llc-coloring=on" not in given.text.split():
+            raise UserError("DOMU_COLORS needs cache colouring: add llc-coloring=on to XEN_CMD",
+                            given.where)
+        return _bootargs(reader, "XEN_CMD")
+    mem, vcpus = reader.text("DOM0_MEM"), reader.text("DOM0_VCPUS")
+    if mem is not None and reader.count("DOM0_MEM", unit="MiB") == 0:
+        raise UserError("DOM0_MEM: must be at least 1 MiB", reader.where("DOM0_MEM"))
+    if vcpus is not None and reader.count("DOM0_VCPUS") == 0:
+        raise UserError("DOM0_VCPUS: must be at least 1", reader.where("DOM0_VCPUS"))
+    return default_xen_cmd(_bootargs(reader, "XEN_CMD"), mem, vcpus, has_dom0, xen, domu_colors)
 
 
 def _output_names(reader: _Reader, options: Options) -> tuple[str, str, str]:
@@ -265,7 +319,7 @@ def _deduce_dom0_root(load_cmd: str, rootfs: Binary | None) -> str:
     return f"root=/dev/{'sd' if kind == 'scsi' else 'vd'}{letter}{part}"
 
 
-def _build_domu(reader: _Reader, i: int) -> DomU:
+def _build_domu(reader: _Reader, i: int, has_dom0: bool = True, num_cpupools: int = 0) -> DomU:
     noboot = reader.flag("DOMU_NOBOOT", i)
     rootfs = reader.binary("DOMU_ROOTFS", i)
     kernel = reader.binary("DOMU_KERNEL", i)
@@ -278,10 +332,21 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
         raise UserError(f"DOMU_MEM[{i}]: must be at least 1 MiB", reader.where("DOMU_MEM", i))
     if vcpus == 0:
         raise UserError(f"DOMU_VCPUS[{i}]: must be at least 1", reader.where("DOMU_VCPUS", i))
+    props = build_domu_props(reader.raw.values, reader.raw.source, i, has_dom0=has_dom0,
+                             vcpus=vcpus, num_cpupools=num_cpupools)
+    if props.static_mem:
+        kib = props.static_mem_kib
+        if reader.where("DOMU_MEM", i) is not None and mem * 1024 != kib:
+            raise UserError(f"DOMU_MEM[{i}] is {mem} MiB but DOMU_STATIC_MEM[{i}] adds up to "
+                            f"{kib} KiB: leave DOMU_MEM[{i}] out", reader.where("DOMU_MEM", i))
+        mem = -(-kib // 1024)
+    cmd = _bootargs(reader, "DOMU_CMD", i)
+    if not props.vpl011 and not reader.raw.values.get(("DOMU_CMD", i)):
+        cmd = ""  # upstream: no console=ttyAMA0 without the virtual PL011
     return DomU(
         index=i,
         kernel=kernel,
-        cmd=_bootargs(reader, "DOMU_CMD", i),
+        cmd=cmd,
         ramdisk=reader.binary("DOMU_RAMDISK", i),
         passthrough_dtb=reader.binary("DOMU_PASSTHROUGH_DTB", i),
         mem_mib=mem,
@@ -291,6 +356,8 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
         cmd_given=reader.raw.values["DOMU_CMD", i].text.strip()
         if ("DOMU_CMD", i) in reader.raw.values and reader.raw.values["DOMU_CMD", i].text
         else None,
+        props=props,
+        driver_domain=reader.flag("DOMU_DRIVER_DOMAIN", i),
     )
 
 
@@ -390,7 +457,13 @@ def check_key(name: str, index: str | None, where: str) -> tuple[RawKey | None, 
         if index is not None:
             return None, f"{where}: {label}: unknown key, ignored"
         return None, None
-    if not setting.per_domu:
+    if name == AFFINITY_KEY and index is not None and "," in index:
+        domu, _, vcpu = index.partition(",")
+        return (f"{name},{int(vcpu)}", int(domu)), None  # one raw key per [domU,vCPU]
+    if name == AFFINITY_KEY:
+        raise UserError(f"{name}[{index}]: write {name}[domU,vCPU]=pCPUs, with "
+                        f"`declare -A {name}`", where)
+    if not setting.per_domu and not setting.indexed:
         if index not in (None, "0"):
             raise UserError(f"{name} is not a per-domU key: write {name}=..., not {name}[{index}]",
                             where)
