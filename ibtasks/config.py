@@ -12,15 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ibtasks.domains import (
-    AFFINITY_KEY,
-    DomUProps,
-    XenProps,
-    build_domu_props,
-    build_xen_props,
-    check_domus,
-    default_xen_cmd,
-)
+from ibtasks.domain_checks import check_domus, default_xen_cmd
+from ibtasks.domains import AFFINITY_KEY, DomUProps, XenProps, build_domu_props, build_xen_props
 from ibtasks.errors import UserError
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
 
