@@ -1,0 +1,27 @@
+#!/bin/bash
+# Regenerate expected/ of every case by running upstream ImageBuilder's uboot-script-gen
+# (Xilinx mirror, branch xlnx_rel_v2023.2 = upstream 37ba04b 2022-12-09 + two Xilinx commits)
+# outside this repository. Usage: make-goldens.sh UPSTREAM_GIT_DIR
+set -eu
+upstream=$1
+here=$(cd "$(dirname "$0")" && pwd)
+make_inputs=$here/../../../../shared/reference/seed-goldens/make-inputs.py
+work=$(mktemp -d)
+mkdir "$work/scripts"
+for f in uboot-script-gen common; do
+    git -C "$upstream" show "origin/xlnx_rel_v2023.2:scripts/$f" > "$work/scripts/$f"
+done
+for case_dir in "$here"/*/; do
+    name=$(basename "$case_dir")
+    rm -rf "$work/$name" "$case_dir/expected"
+    mkdir -p "$work/$name" "$case_dir/expected"
+    python3 "${MAKE_INPUTS:-$make_inputs}" "$work/$name" > /dev/null
+    cp "$case_dir/config" "$work/$name/config"
+    # shellcheck disable=SC2046
+    (cd "$work/$name" && SOURCE_DATE_EPOCH=1700000000 \
+        bash "$work/scripts/uboot-script-gen" -c config -d . $(cat "$case_dir/args") \
+        > "$case_dir/expected/stdout" 2> /dev/null; \
+        echo $? > "$case_dir/expected/exit-code")
+    cp "$work/$name/boot.source" "$case_dir/expected/boot.source"
+done
+rm -rf "$work"
