@@ -92,7 +92,7 @@ def cpus_dts(root_cells: tuple[int, int] = (2, 2), cpu0_phandle: int | None = No
 """
 
 
-# ---- dom0less without dom0; DOM0_MEM, DOM0_VCPUS -------------------------------------------
+# ---- dom0less without dom0; DOM0_MEM, DOM0_VCPUS ------------------------------------------------
 
 
 def test_without_dom0_kernel_there_is_no_dom0_and_no_dom0_words_in_xen_cmd(
@@ -117,7 +117,7 @@ def test_default_dom0_mem_stays_the_seeds_1g(seed_inputs: Path) -> None:
     assert "dom0_mem=1G dom0_max_vcpus=3 " in built.get("/chosen", "xen,xen-bootargs", "s")
 
 
-# ---- DOMU_ENHANCED, DOMU_VPL011 ----------------------------------------------------------------
+# ---- DOMU_ENHANCED, DOMU_VPL011 -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("dom0", "value", "expected"), [
@@ -146,7 +146,7 @@ def test_domu_vpl011_0_omits_vpl011_and_the_ttyama0_console(seed_inputs: Path) -
     assert built.get(f"/chosen/domU0/{kernel}", "bootargs", "s") == ""
 
 
-# ---- static memory, direct map, shared memory ------------------------------------------------
+# ---- static memory, direct map, shared memory ---------------------------------------------------
 
 
 def test_domu_static_mem_sets_regions_memory_sum_and_direct_map(seed_inputs: Path) -> None:
@@ -209,7 +209,7 @@ def test_domu_passthrough_prop_is_a_string(seed_inputs: Path) -> None:
     assert built.get("/chosen/domU0", "passthrough", "s") == "enabled"
 
 
-# ---- colours -----------------------------------------------------------------------------------
+# ---- colours ------------------------------------------------------------------------------------
 
 
 def test_colours_use_current_xens_llc_colors_and_command_line(seed_inputs: Path) -> None:
@@ -226,7 +226,7 @@ def test_domu_colors_with_an_explicit_xen_cmd_that_enables_colouring(seed_inputs
     assert built.get("/chosen/domU0", "llc-colors", "s") == "3"
 
 
-# ---- cpupools --------------------------------------------------------------------------------------
+# ---- cpupools -----------------------------------------------------------------------------------
 
 
 def test_cpupool_reuses_existing_phandles_and_allocates_new_ones_downward(
@@ -249,7 +249,7 @@ def test_cpupool_reuses_existing_phandles_and_allocates_new_ones_downward(
     assert "fdt set /cpus/cpu@0 phandle" not in built.script
 
 
-# ---- static event channels, vCPU affinity, passthrough paths ---------------------------------
+# ---- static event channels, vCPU affinity, passthrough paths ------------------------------------
 
 
 def test_static_event_channels_link_both_ends_by_phandle(seed_inputs: Path) -> None:
@@ -286,7 +286,7 @@ def test_passthrough_paths_mark_host_nodes_also_for_domus_dom0_starts(seed_input
     assert built.children("/chosen")[0] == "domU0"  # domU1 is not booted by Xen
 
 
-# ---- static heap ---------------------------------------------------------------------------------
+# ---- static heap --------------------------------------------------------------------------------
 
 
 def test_static_heap_uses_the_root_nodes_two_plus_two_cells(seed_inputs: Path) -> None:
@@ -302,7 +302,7 @@ def test_static_heap_uses_the_root_nodes_one_plus_one_cells(seed_inputs: Path) -
     assert built.get("/chosen", "xen,static-heap") == "0x70000000 0x1000000"
 
 
-# ---- config-only keys, rebuilds ------------------------------------------------------------------
+# ---- config-only keys, rebuilds -----------------------------------------------------------------
 
 
 def test_domu_driver_domain_is_a_config_field(seed_inputs: Path) -> None:
