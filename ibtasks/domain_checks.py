@@ -28,8 +28,8 @@ def check_domus(props: list[tuple[int, bool, DomUProps]], has_dom0: bool, source
         value = values.get((name, index))
         return value.where if value else source
 
-    check_overlaps([(b, s, f"DOMU_STATIC_MEM[{i}]") for i, _, p in props for b, s in p.static_mem],
-                   source)
+    check_overlaps([(b, s, f"DOMU_STATIC_MEM[{i}]", where("DOMU_STATIC_MEM", i))
+                    for i, _, p in props for b, s in p.static_mem])
     domids: dict[int, int] = {}
     holders: dict[int, int] = {}
     if has_dom0:

@@ -168,14 +168,15 @@ def _pairs(keys: _Keys, name: str) -> tuple[tuple[int, int], ...]:
         if size == 0 or base % PAGE or size % PAGE:
             raise keys.fail(name, f"region {base:#x} size {hex_and_dec(size)} must be non-empty "
                                   "and 4 KiB aligned")
-    check_overlaps([(b, s, keys.label(name)) for b, s in pairs], keys.where(name))
+    check_overlaps([(b, s, keys.label(name), keys.where(name)) for b, s in pairs])
     return tuple(pairs)
 
 
-def check_overlaps(regions: list[tuple[int, int, str]], where: str) -> None:
-    """Raise naming both owners if two (base, size, owner) regions overlap."""
+def check_overlaps(regions: list[tuple[int, int, str, str]]) -> None:
+    """Raise naming both owners if two (base, size, owner, where) regions overlap; a region
+    that overlaps any later one overlaps the next in address order."""
     ordered = sorted(regions)
-    for (b1, s1, o1), (b2, s2, o2) in itertools.pairwise(ordered):
+    for (b1, s1, o1, _), (b2, s2, o2, where) in itertools.pairwise(ordered):
         if b2 < b1 + s1:
             raise UserError(f"{o2}: region {b2:#x}-{b2 + s2:#x} overlaps {o1}'s "
                             f"{b1:#x}-{b1 + s1:#x}", where)
