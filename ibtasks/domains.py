@@ -270,6 +270,9 @@ def _evtchns(keys: _Keys) -> tuple[StaticEvtchn, ...]:
 
 def _affinity(keys: _Keys, vcpus: int) -> tuple[tuple[int, str], ...]:
     prefix = AFFINITY_KEY + ","
+    if (AFFINITY_KEY, keys.index) in keys.values:  # YAML: no [domU,vCPU] form
+        raise keys.fail(AFFINITY_KEY, "give it per vCPU in a bash config: "
+                                      f"{AFFINITY_KEY}[domU,vCPU]=pCPUs")
     found = []
     for (name, index), value in keys.values.items():
         if index != keys.index or not name.startswith(prefix):

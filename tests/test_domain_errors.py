@@ -14,6 +14,7 @@ import pytest
 
 from ibtasks.config import Options, build_config
 from ibtasks.config_load import raw_from_bash
+from ibtasks.config_yaml import read_yaml_config
 from ibtasks.errors import UserError
 from tests.conftest import run_ibtasks
 
@@ -272,3 +273,15 @@ def test_emptying_the_affinity_array_forgets_every_entry(seed_inputs: Path) -> N
     config = build_config(raw_from_bash(text, "config", {}),
                           Options(root_dir=seed_inputs, load_cmd="tftpb"))
     assert config.domus[0].props.vcpu_hard_affinity == ()
+
+
+def test_vcpu_hard_affinity_in_yaml_is_rejected_not_ignored(seed_inputs: Path) -> None:
+    text = ("MEMORY_START: 0x40000000\nMEMORY_END: 0x80000000\nDEVICE_TREE: mpsoc.dtb\n"
+            "XEN: xen\nDOM0_KERNEL: Image-dom0\nDOMUS:\n  - KERNEL: zynqmp-dom1/Image-domU\n"
+            "    VCPU_HARD_AFFINITY: 0-3\n")
+    with pytest.raises(UserError) as caught:
+        build_config(read_yaml_config(text, "config.yaml"),
+                     Options(root_dir=seed_inputs, load_cmd="tftpb"))
+    assert str(caught.value) == (
+        "config.yaml:8: DOMU_VCPU_HARD_AFFINITY[0]: give it per vCPU in a bash config: "
+        "DOMU_VCPU_HARD_AFFINITY[domU,vCPU]=pCPUs")

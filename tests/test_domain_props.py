@@ -14,6 +14,7 @@ import pytest
 
 from ibtasks.config import Options, build_config
 from ibtasks.config_load import raw_from_bash
+from ibtasks.config_yaml import read_yaml_config
 from tests.conftest import run_ibtasks
 from tests.fdtscript import apply_with_fdtput, dts_of
 
@@ -325,3 +326,16 @@ def test_adding_a_passthrough_path_rechecks_the_device_tree(seed_inputs: Path) -
     built = build(seed_inputs, DOM0 + ONE_DOMU + 'DOMU_PASSTHROUGH_PATHS[0]="/ethernet@ff0e0000"\n',
                   "mpsoc-cpus.dtb")
     assert "xen,passthrough" in built.props("/ethernet@ff0e0000")
+
+
+def test_yaml_domu_keys_reach_the_config(seed_inputs: Path) -> None:
+    text = ("MEMORY_START: 0x40000000\nMEMORY_END: 0x80000000\nDEVICE_TREE: mpsoc.dtb\n"
+            "XEN: xen\nDOM0_MEM: 700\nDOM0_KERNEL: Image-dom0\nDOMUS:\n"
+            "  - KERNEL: zynqmp-dom1/Image-domU\n    ENHANCED: 2\n"
+            "    STATIC_MEM: 0x60000000 0x1000000\n")
+    config = build_config(read_yaml_config(text, "config.yaml"),
+                          Options(root_dir=seed_inputs, load_cmd="tftpb"))
+    assert config.domus[0].props.enhanced == "no-xenstore"
+    assert config.domus[0].props.static_mem == ((0x60000000, 0x1000000),)
+    assert config.domus[0].mem_mib == 16
+    assert "dom0_mem=700M" in config.xen_cmd
