@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import system
 from boot_fixtures import (
     MACHINE,
     BootParts,
@@ -22,7 +23,6 @@ from boot_fixtures import (
     reported_values,
 )
 
-import system
 from ibtasks.qemu import describe_failure
 
 pytestmark = pytest.mark.boot
