@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import system
-from boot_fixtures import (
+from boot_fixtures import (  # system: examples/qemu-virt, put on sys.path by boot_fixtures
     MACHINE,
     BootParts,
     boot_system,
@@ -21,6 +20,7 @@ from boot_fixtures import (
     domain,
     prepare_boot_parts,
     reported_values,
+    system,
 )
 
 from ibtasks.qemu import describe_failure
