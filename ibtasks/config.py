@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ibtasks.domain_checks import check_domus, default_xen_cmd
+from ibtasks.domain_checks import check_dom0, check_domus, choose_xen_cmd
 from ibtasks.domains import AFFINITY_KEY, DomUProps, XenProps, build_domu_props, build_xen_props
 from ibtasks.errors import UserError
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
@@ -162,7 +162,7 @@ def _boot_fs(text: str, where: str | None) -> str:
 def build_config(raw: RawConfig, options: Options) -> Config:
     """Validate `raw`, apply defaults; raise `UserError` naming the place of the first problem."""
     reader = _Reader(raw)
-    has_dom0 = _check_dom0(reader)
+    has_dom0 = check_dom0(raw.values)
     xen_props = build_xen_props(raw.values, raw.source)
     num_domus = reader.count("NUM_DOMUS")
     domus = tuple(_build_domu(reader, i, has_dom0, len(xen_props.cpupools))
@@ -201,7 +201,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         memory_end=memory_end,
         device_tree=reader.required_binary("DEVICE_TREE"),
         xen=reader.required_binary("XEN"),
-        xen_cmd=_xen_cmd(reader, has_dom0, xen_props, any(d.props.colors for d in domus)),
+        xen_cmd=choose_xen_cmd(raw.values, _bootargs(reader, "XEN_CMD"), has_dom0, xen_props,
+                               any(d.props.colors for d in domus)),
         dom0_kernel=reader.binary("DOM0_KERNEL"),
         dom0_cmd=_check_quotes(dom0_cmd, "DOM0_CMD", reader.where("DOM0_CMD")),
         dom0_ramdisk=reader.binary("DOM0_RAMDISK"),
@@ -219,39 +220,6 @@ def build_config(raw: RawConfig, options: Options) -> Config:
     )
     _check_inputs_exist(config)
     return config
-
-
-def _check_dom0(reader: _Reader) -> bool:
-    """Whether a dom0 is started; without DOM0_KERNEL no other DOM0_* key may be set."""
-    if reader.text("DOM0_KERNEL"):
-        return True
-    for name in ("DOM0_RAMDISK", "DOM0_ROOTFS", "DOM0_CMD", "DOM0_MEM", "DOM0_VCPUS",
-                 "DOM0_COLORS"):
-        if (name, None) in reader.raw.values and reader.raw.values[name, None].text:
-            raise UserError(f"{name} is set but DOM0_KERNEL is not: without DOM0_KERNEL there "
-                            "is no dom0", reader.where(name))
-    return False
-
-
-def _xen_cmd(reader: _Reader, has_dom0: bool, xen: XenProps, domu_colors: bool) -> str:
-    """XEN_CMD as given, else the default built from DOM0_MEM, DOM0_VCPUS and the colours."""
-    given = reader.raw.values.get(("XEN_CMD", None))
-    feeds = ("DOM0_MEM", "DOM0_VCPUS", "XEN_COLORS", "DOM0_COLORS")
-    if given is not None and given.text.strip():
-        for name in feeds:
-            if reader.text(name):
-                raise UserError(f"{name} only feeds the default XEN_CMD, but XEN_CMD is set: "
-                                "put it in XEN_CMD instead", reader.where(name))
-        if domu_colors and "llc-coloring=on" not in given.text.split():
-            raise UserError("DOMU_COLORS needs cache colouring: add llc-coloring=on to XEN_CMD",
-                            given.where)
-        return _bootargs(reader, "XEN_CMD")
-    mem, vcpus = reader.text("DOM0_MEM"), reader.text("DOM0_VCPUS")
-    if mem is not None and reader.count("DOM0_MEM", unit="MiB") == 0:
-        raise UserError("DOM0_MEM: must be at least 1 MiB", reader.where("DOM0_MEM"))
-    if vcpus is not None and reader.count("DOM0_VCPUS") == 0:
-        raise UserError("DOM0_VCPUS: must be at least 1", reader.where("DOM0_VCPUS"))
-    return default_xen_cmd(_bootargs(reader, "XEN_CMD"), mem, vcpus, has_dom0, xen, domu_colors)
 
 
 def _output_names(reader: _Reader, options: Options) -> tuple[str, str, str]:

@@ -89,6 +89,52 @@ def _check_evtchns(i: int, p: DomUProps, props: list[tuple[int, bool, DomUProps]
                             f"other end '{event.remote_port} {i} {event.local_port}'", place)
 
 
+def check_dom0(values: Values) -> bool:
+    """Whether a dom0 is started; without DOM0_KERNEL no other DOM0_* key may be set."""
+    kernel = values.get(("DOM0_KERNEL", None))
+    if kernel is not None and kernel.text.strip():
+        return True
+    for name in ("DOM0_RAMDISK", "DOM0_ROOTFS", "DOM0_CMD", "DOM0_MEM", "DOM0_VCPUS",
+                 "DOM0_COLORS"):
+        value = values.get((name, None))
+        if value is not None and value.text:
+            raise UserError(f"{name} is set but DOM0_KERNEL is not: without DOM0_KERNEL there "
+                            "is no dom0", value.where)
+    return False
+
+
+def choose_xen_cmd(values: Values, text: str, has_dom0: bool, xen: XenProps,
+                   domu_colors: bool) -> str:
+    """XEN_CMD as given (`text`), else the default built from DOM0_MEM, DOM0_VCPUS and the
+    colours; the keys that feed the default are an error next to an explicit XEN_CMD."""
+    given = values.get(("XEN_CMD", None))
+    feeds = {name: v for name in ("DOM0_MEM", "DOM0_VCPUS", "XEN_COLORS", "DOM0_COLORS")
+             if (v := values.get((name, None))) is not None and v.text.strip()}
+    if given is not None and given.text.strip():
+        for name, value in feeds.items():
+            raise UserError(f"{name} only feeds the default XEN_CMD, but XEN_CMD is set: "
+                            "put it in XEN_CMD instead", value.where)
+        if domu_colors and "llc-coloring=on" not in text.split():
+            raise UserError("DOMU_COLORS needs cache colouring: add llc-coloring=on to XEN_CMD",
+                            given.where)
+        return text
+    numbers: dict[str, str | None] = {}
+    for name, unit in (("DOM0_MEM", "MiB"), ("DOM0_VCPUS", "")):
+        found = feeds.get(name)
+        numbers[name] = None if found is None else found.text.strip()
+        if found is None:
+            continue
+        value = found
+        if not value.text.strip().isdigit():
+            what = f"a whole number of {unit}" if unit else "a whole number"
+            raise UserError(f"{name}: expected {what}, got '{value.text.strip()}'", value.where)
+        if int(value.text) == 0:
+            raise UserError(f"{name}: must be at least 1{' ' + unit if unit else ''}",
+                            value.where)
+    return default_xen_cmd(text, numbers["DOM0_MEM"], numbers["DOM0_VCPUS"], has_dom0, xen,
+                           domu_colors)
+
+
 def default_xen_cmd(base: str, dom0_mem: str | None, dom0_vcpus: str | None,
                     has_dom0: bool, xen: XenProps, any_domu_colors: bool) -> str:
     """The default XEN_CMD: the seed's, with DOM0_MEM/DOM0_VCPUS, colours, and no dom0 words
