@@ -6,6 +6,7 @@ Property names and formats: Xen docs/misc/arm/device-tree/booting.txt and cpupoo
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -339,3 +340,25 @@ def test_yaml_domu_keys_reach_the_config(seed_inputs: Path) -> None:
     assert config.domus[0].props.static_mem == ((0x60000000, 0x1000000),)
     assert config.domus[0].mem_mib == 16
     assert "dom0_mem=700M" in config.xen_cmd
+
+
+def tasks_run(inputs: Path) -> set[str]:
+    """Build through doit's JSON reporter; the tasks whose actions ran."""
+    result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", "--", "run",
+                         "--reporter", "json", cwd=inputs)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    return {t["name"] for t in report["tasks"]
+            if t["result"] == "success" and t["name"] != "ib_check"}
+
+
+def test_domain_keys_rebuild_only_what_they_change(seed_inputs: Path) -> None:
+    config = BASE.format(dtb="mpsoc-cpus.dtb") + DOM0 + ONE_DOMU + (
+        'NUM_CPUPOOLS=1\nCPUPOOL[0]="cpu@1"\nDOMU_PASSTHROUGH_PATHS[0]="/ethernet@ff0e0000"\n')
+    (seed_inputs / "config").write_text(config)
+    assert "ib_dtb" in tasks_run(seed_inputs)
+    # Moving lines changes only the places errors would name: nothing runs.
+    (seed_inputs / "config").write_text("# a comment\n\n" + config)
+    assert tasks_run(seed_inputs) == set()
+    (seed_inputs / "config").write_text(config + "DOMU_NR_SPIS[0]=3\n")
+    assert tasks_run(seed_inputs) == {"ib_dtb", "ib_boot_source", "ib_boot_scr"}
