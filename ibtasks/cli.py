@@ -1,7 +1,8 @@
 """The command line: drop-in flags of ImageBuilder's scripts, running our doit graph.
 
     ibtasks uboot-script-gen -c CONFIG -d DIR -t LOADCMD [-o NAME] [-- DOIT-ARGS...]
-    ibtasks disk-image -c CONFIG -d DIR -t LOADCMD -o disk.img [-w WORKDIR] [-s SLACK]
+    ibtasks disk-image -c CONFIG -d DIR -t LOADCMD -o disk.img [-w WORKDIR] [-s SLACK] [-a]
+                       [--table gpt|dos]
 
 User errors print one line (`ibtasks: error: ...`) and exit non-zero; anything else is a bug.
 """
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="free space in each rootfs partition (default 128)")
     disk.add_argument("--boot-fs", choices=("fat", "ext4"),
                       help="boot partition filesystem (default fat; wins over BOOT_FS)")
+    disk.add_argument("--table", choices=("gpt", "dos"),
+                      help="partition table (default gpt; wins over PARTITION_TABLE)")
+    disk.add_argument("-a", dest="power_of_two", action="store_true",
+                      help="round the image size up to a power of two MiB (petalinux-boot --qemu)")
     _add_common_tail(disk)
     return parser
 
@@ -100,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         output_dir=output_dir,
         preedited_dtb=args.preedited_dtb,
         boot_fs=getattr(args, "boot_fs", None),
+        partition_table=getattr(args, "table", None),
     )
     raw = read_config_file(Path(args.config))
     try:
@@ -164,6 +170,7 @@ def uboot_script_gen(args: argparse.Namespace, stamp: Path) -> int:
 
 
 def disk_image(args: argparse.Namespace) -> int:
+    from ibtasks.diskconfig import check_disk_config
     from ibtasks.disktasks import DiskOptions, all_tasks, disk_outputs
     from ibtasks.doitrun import run_graph
     from ibtasks.taskgen import outputs, source_date_epoch, work_dir
@@ -175,7 +182,13 @@ def disk_image(args: argparse.Namespace) -> int:
     _check_writable(work)
     image = Path(args.image)
     _check_writable(image.parent if str(image.parent) else Path("."))
-    options = DiskOptions(image=image, work=work, slack_mib=args.slack)
+    options = DiskOptions(image=image, work=work, slack_mib=args.slack,
+                          power_of_two=args.power_of_two)
+    try:
+        check_disk_config(config)
+    except UserError:
+        _remove_outputs([*outputs(config), *disk_outputs(options)])
+        raise
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
     code = run_graph(lambda: all_tasks(config, options, epoch), work, argv, args.verbose)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ibtasks import diskconfig
 from ibtasks.domain_checks import check_dom0, check_domus, choose_xen_cmd
 from ibtasks.domains import AFFINITY_KEY, DomUProps, XenProps, build_domu_props, build_xen_props
 from ibtasks.errors import UserError
@@ -82,7 +83,7 @@ class DomU:
     rootfs: Binary | None
     cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
     props: DomUProps = field(default_factory=DomUProps)  # upstream extras (domains.py)
-    driver_domain: bool = False  # DOMU_DRIVER_DOMAIN: xl config `driver_domain=1`
+    driver_domain: bool = False
 
     @property
     def boots_with_xen(self) -> bool:
@@ -115,6 +116,8 @@ class Config:
     boot_fs: str = "fat"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     environ_used: tuple[str, ...] = field(default=(), compare=False)
+    partition_table: str = "gpt"  # disk-image: gpt or dos
+    boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
     xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
 
     def rootfs_archives(self) -> list[Binary]:
@@ -151,6 +154,7 @@ class Options:
     output_dir: Path | None = None  # default: root_dir, as the seed
     preedited_dtb: bool = False
     boot_fs: str | None = None  # disk-image --boot-fs, wins over BOOT_FS
+    partition_table: str | None = None  # disk-image --table, wins over PARTITION_TABLE
 
 
 def _boot_fs(text: str, where: str | None) -> str:
@@ -216,6 +220,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                          reader.where("BOOT_FS")),
         warnings=raw.warnings,
         environ_used=raw.environ_used,
+        partition_table=diskconfig.partition_table(reader, options.partition_table),
+        boot_aux_files=diskconfig.boot_aux_files(reader),
         xen_props=xen_props,
     )
     _check_inputs_exist(config)
@@ -324,7 +330,7 @@ def _build_domu(reader: _Reader, i: int, has_dom0: bool = True, num_cpupools: in
 
 def _check_inputs_exist(config: Config) -> None:
     """Every input must exist and be readable now: doit would run an action without it."""
-    inputs = config.binaries() + config.rootfs_archives()
+    inputs = config.binaries() + config.rootfs_archives() + list(config.boot_aux_files)
     for binary in inputs:
         path = config.root_dir / binary.path
         if not path.is_file():
@@ -424,7 +430,7 @@ def check_key(name: str, index: str | None, where: str) -> tuple[RawKey | None, 
     if name == AFFINITY_KEY:
         raise UserError(f"{name}[{index}]: write {name}[domU,vCPU]=pCPUs, with "
                         f"`declare -A {name}`", where)
-    if not setting.per_domu and not setting.indexed:
+    if not setting.per_domu:
         if index not in (None, "0"):
             raise UserError(f"{name} is not a per-domU key: write {name}=..., not {name}[{index}]",
                             where)

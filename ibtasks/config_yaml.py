@@ -8,6 +8,8 @@
 
 Keys are case-insensitive. Scalars are taken as written (0x40000000 stays hex), so the same
 validation as for bash configs applies; every value remembers its line for error messages.
+Indexed keys that are not per domU are lists (`BOOT_AUX_FILE: [BOOT.BIN, pmufw.elf]`), which
+also set their count key (NUM_BOOT_AUX_FILE).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def read_yaml_config(text: str, path: str) -> RawConfig:
     if not isinstance(root, yaml.MappingNode):
         raise UserError("expected a mapping of KEY: value", at_line(path, root.start_mark.line + 1))
     domus_seen = False
+    lists: dict[str, tuple[int, str]] = {}
     for key_node, value_node in root.value:
         name = str(key_node.value).upper()
         where = at_line(path, key_node.start_mark.line + 1)
@@ -42,18 +45,39 @@ def read_yaml_config(text: str, path: str) -> RawConfig:
             _read_domus(value_node, path, values, warnings)
             continue
         setting = SETTINGS_BY_NAME.get(name)
+        if setting is not None and setting.per_domu and not name.startswith("DOMU_"):
+            lists[name] = (_read_list(name, value_node, path, values), where)
+            continue
         if setting is None or setting.per_domu:
             warnings.append(_unknown(name, where, per_domu=False))
             continue
         values[(name, None)] = RawValue(_scalar(value_node, name, path), where)
     if domus_seen:
-        count = len({k[1] for k in values if k[1] is not None})
+        count = len({k[1] for k in values if k[1] is not None and k[0].startswith("DOMU_")})
         given = values.get(("NUM_DOMUS", None))
         if given is not None and given.text != str(count):
             raise UserError(f"NUM_DOMUS is {given.text} but DOMUS lists {count} domUs; "
                             "leave NUM_DOMUS out", given.where)
         values[("NUM_DOMUS", None)] = RawValue(str(count), path)
+    for name, (count, where) in lists.items():
+        if f"NUM_{name}" not in SETTINGS_BY_NAME:
+            continue
+        number = values.get((f"NUM_{name}", None))
+        if number is not None and number.text != str(count):
+            raise UserError(f"NUM_{name} is {number.text} but {name} lists {count}; leave "
+                            f"NUM_{name} out", number.where)
+        values[(f"NUM_{name}", None)] = RawValue(str(count), where)
     return RawConfig(path, values, tuple(warnings))
+
+
+def _read_list(name: str, node: yaml.Node, path: str, values: dict[RawKey, RawValue]) -> int:
+    """`KEY: [a, b]` as KEY[0], KEY[1]; returns how many."""
+    if not isinstance(node, yaml.SequenceNode):
+        raise UserError(f"{name}: expected a list", at_line(path, node.start_mark.line + 1))
+    for index, item in enumerate(node.value):
+        values[(name, index)] = RawValue(_scalar(item, f"{name}[{index}]", path),
+                                         at_line(path, item.start_mark.line + 1))
+    return len(node.value)
 
 
 def _read_domus(node: yaml.Node, path: str, values: dict[RawKey, RawValue],

@@ -18,7 +18,9 @@ run writes the whole disk again.
 
 Layout: first partition at sector 2048, each partition 1 MiB aligned and its image's size
 rounded up to 1 MiB (unless a size is given), the disk ends 1 MiB after the last partition
-(room for the 33-sector backup table, and a whole number of MiB, as boards and QEMU like).
+(room for the 33-sector backup table, and a whole number of MiB, as boards and QEMU like);
+with `power_of_two` (disk-image -a) the disk's size in MiB is rounded up to a power of two.
+A DOS table (`ibtasks.mbr`) uses the same layout, with only the first sector as its table.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 from ibtasks.errors import UserError, hex_and_dec
 from ibtasks.fsutil import write_atomic
 from ibtasks.gpt import SECTOR, GptPartition, GptTable, build_gpt
+from ibtasks.mbr import LINUX, MbrTable, build_mbr, derive_disk_id, mbr_partitions
 
 MIB = 1024 * 1024
 FIRST_LBA = 2048
@@ -61,6 +64,8 @@ class PartitionImage:
     unique_guid: uuid.UUID
     image: Path
     size: int | None = None
+    mbr_type: int = LINUX  # its type byte in a DOS table
+    bootable: bool = False  # its DOS boot flag
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,9 @@ def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-def plan_disk(disk_guid: uuid.UUID, partitions: Sequence[PartitionImage]) -> GptTable:
+def plan_disk(
+    disk_guid: uuid.UUID, partitions: Sequence[PartitionImage], power_of_two: bool = False
+) -> GptTable:
     """The GPT for `partitions` in order, sized from their image files."""
     entries = []
     lba = FIRST_LBA
@@ -105,7 +112,27 @@ def plan_disk(disk_guid: uuid.UUID, partitions: Sequence[PartitionImage]) -> Gpt
         )
         lba = _round_up(lba + sectors, ALIGN_SECTORS)
     total = lba + ALIGN_SECTORS
+    if power_of_two:
+        total = power_of_two_mib(total * SECTOR) // SECTOR
     return GptTable(total, disk_guid, tuple(entries))
+
+
+def power_of_two_mib(size: int) -> int:
+    """`size` rounded up to a whole number of MiB that is a power of two (upstream's -a)."""
+    mib = max(1, _round_up(size, MIB) // MIB)
+    return (1 << (mib - 1).bit_length()) * MIB
+
+
+def build_table(
+    table: GptTable, partitions: Sequence[PartitionImage], table_format: str
+) -> tuple[bytes, bytes]:
+    """(bytes for the start of the disk, bytes for its end) of a GPT or a DOS table."""
+    if table_format == "gpt":
+        return build_gpt(table)
+    bootable = next((i for i, p in enumerate(partitions) if p.bootable), None)
+    entries = mbr_partitions([(e.first_lba, e.sectors) for e in table.partitions],
+                             [p.mbr_type for p in partitions], bootable)
+    return build_mbr(MbrTable(derive_disk_id(table.disk_guid), entries)), b""
 
 
 def _stamp(st: os.stat_result) -> dict[str, int]:
@@ -206,13 +233,19 @@ def _load_record(record: Path, output: Path, table_digest: str) -> list[Any] | N
 
 
 def assemble_disk(
-    output: str | os.PathLike[str], disk_guid: uuid.UUID, partitions: Sequence[PartitionImage]
+    output: str | os.PathLike[str],
+    disk_guid: uuid.UUID,
+    partitions: Sequence[PartitionImage],
+    table_format: str = "gpt",
+    power_of_two: bool = False,
 ) -> DiskResult:
-    """Make `output` hold the GPT and every partition image, writing only what changed."""
+    """Make `output` hold the table (`gpt` or `dos`) and every partition image, writing only
+    what changed."""
     target = Path(output)
-    table = plan_disk(disk_guid, partitions)
-    primary, backup = build_gpt(table)
-    digest = hashlib.sha256(primary + backup).hexdigest()
+    table = plan_disk(disk_guid, partitions, power_of_two)
+    primary, backup = build_table(table, partitions, table_format)
+    # The size too: a DOS table does not hold it, and -a changes it.
+    digest = hashlib.sha256(primary + backup + b"%d" % table.total_sectors).hexdigest()
     record = target.with_name(target.name + ".parts.json")
     partial = target.with_name(target.name + ".partial")
     old = _load_record(record, target, digest)

@@ -3,19 +3,21 @@
     ib_partition:boot     boot files -> FAT (or ext4) image   (rebuilt when a boot file changes)
     ib_partition:dom0     DOM0_ROOTFS + xl configs -> ext4    (rebuilt when its archive changes)
     ib_partition:domU<i>  DOMU_ROOTFS[i] -> ext4
-    ib_disk               GPT + partitions -> disk.img, updated in place, only changed partitions
+    ib_disk               GPT (or DOS table) + partitions -> disk.img, updated in place, only
+                          changed partitions
 
 No root: FAT via pyfatfs, ext4 via fakeroot + mkfs.ext4 -d, the GPT in Python.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from ibtasks.fat import BootFile, derive_volume_id
 from ibtasks.fatupdate import manifest_path, write_fat_image
 from ibtasks.fsutil import write_atomic
 from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
+from ibtasks.mbr import LINUX, fat_partition_type
+from ibtasks.passthrough import passthrough_files
 from ibtasks.rootfs import RootfsSpec, build_rootfs_image
 from ibtasks.taskgen import TaskDict, outputs, run_step
 from ibtasks.xlconfig import XlDomU, number_rootfs_partitions, render_xl_configs
@@ -41,6 +45,7 @@ class DiskOptions:
     image: Path  # -o
     work: Path  # -w: partition images and doit's state
     slack_mib: int = 128  # -s: free space in each rootfs partition
+    power_of_two: bool = False  # -a: disk size in MiB rounded up to a power of two
 
 
 def disk_identity(config: Config, image: Path) -> str:
@@ -56,6 +61,7 @@ def boot_files(config: Config) -> list[tuple[str, Path]]:
         found.append(config.dom0_ramdisk)
     for domu in config.domus:
         found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
+    found += config.boot_aux_files
     files = {os.path.normpath(b.path): config.root_dir / b.path for b in found}
     for out in outputs(config):
         files[os.path.relpath(out, config.root_dir)] = out
@@ -68,9 +74,12 @@ def xl_configs(config: Config) -> dict[str, bytes]:
                                        [d.rootfs is not None for d in config.domus])
     domus = [XlDomU(d.index, d.kernel.path if d.kernel else None,
                     d.ramdisk.path if d.ramdisk else None, d.mem_mib, d.vcpus, d.cmd_given,
-                    d.noboot, numbers.get(d.index)) for d in config.domus]
-    texts = render_xl_configs([d for d in domus if d.needs_xl_config], config.load_cmd)
-    return {path: text.encode() for path, text in texts.items()}
+                    d.noboot, numbers.get(d.index), d.driver_domain) for d in config.domus]
+    domus = [d for d in domus if d.needs_xl_config]
+    settings, dtbs = passthrough_files(config, {d.index for d in domus})
+    domus = [replace(d, passthrough=settings.get(d.index)) for d in domus]
+    texts = render_xl_configs(domus, config.load_cmd)
+    return {path: text.encode() for path, text in texts.items()} | dtbs
 
 
 # ---- actions ------------------------------------------------------------------------------------
@@ -139,11 +148,21 @@ def write_rootfs_partition(archive: str, key: str, label: str, slack: int, epoch
     _mark_built(out)
 
 
-def write_disk(image: str, identity: str, parts: list[tuple[str, str, str]]) -> None:
+def write_disk(image: str, identity: str, parts: list[tuple[str, str, str]],
+               table_format: str = "gpt", power_of_two: bool = False) -> None:
     partitions = [PartitionImage(name, BASIC_DATA if kind == "fat" else LINUX_FILESYSTEM,
-                                 derive_guid(identity, "partition", name), Path(path))
-                  for name, kind, path in parts]
-    assemble_disk(image, derive_guid(identity, "disk"), partitions)
+                                 derive_guid(identity, "partition", name), Path(path),
+                                 mbr_type=_mbr_type(kind, path), bootable=number == 0)
+                  for number, (name, kind, path) in enumerate(parts)]
+    assemble_disk(image, derive_guid(identity, "disk"), partitions, table_format, power_of_two)
+
+
+def _mbr_type(kind: str, path: str) -> int:
+    # A DOS type byte must name the FAT type the image really holds (FAT16 or FAT32).
+    if kind != "fat":
+        return LINUX
+    with open(path, "rb") as image:
+        return fat_partition_type(image.read(512))
 
 
 # ---- tasks --------------------------------------------------------------------------------------
@@ -188,7 +207,8 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[Tas
             "uptodate": [config_changed({
                 "label": label, "slack": options.slack_mib, "epoch": epoch,
                 "identity": identity,
-                "extra": {path: text.decode() for path, text in extra.items()},
+                "extra": {path: hashlib.sha256(data).hexdigest()
+                          for path, data in extra.items()},
             })],
             "clean": True,
         }
@@ -196,11 +216,14 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[Tas
     image_path = str(options.image)
     yield {
         "basename": "ib_disk",
-        "doc": "the disk image: GPT and partitions, updated in place",
-        "actions": [(run_step, [write_disk, image_path, identity, parts])],
+        "doc": "the disk image: partition table and partitions, updated in place",
+        "actions": [(run_step, [write_disk, image_path, identity, parts, config.partition_table,
+                                options.power_of_two])],
         "file_dep": [built_marker(p[2]) for p in parts],
         "targets": [image_path, image_path + ".parts.json"],
-        "uptodate": [config_changed({"parts": [p[:2] for p in parts], "identity": identity})],
+        "uptodate": [config_changed({"parts": [p[:2] for p in parts], "identity": identity,
+                                     "table": config.partition_table,
+                                     "power_of_two": options.power_of_two})],
         "clean": True,
     }
 

@@ -33,7 +33,6 @@ class Setting:
     help: str
     origin: str  # "seed" (ImageBuilder 2021), "upstream <year>", or "ibtasks"
     required: bool = False
-    indexed: bool = False  # `KEY[n]` although not per domU (CPUPOOL[n])
 
 
 DEFAULT_XEN_CMD = (
@@ -89,6 +88,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PREEDITED_DTB", False, Kind.FLAG, None,
             "Load the edited DTB (FDTEDIT) instead of running `fdt` commands in U-Boot; "
             "also `--preedited-dtb`.", "ibtasks"),
+    # --- disk_image extras (issue 6, part S) ---
+    Setting("PARTITION_TABLE", False, Kind.TEXT, "gpt",
+            "disk-image: `gpt`, or `dos` (MBR: up to 4 primary partitions, the boot partition "
+            "bootable); also `--table`.", "ibtasks"),
+    Setting("GPT", False, Kind.FLAG, None,
+            "disk-image: upstream's switch from DOS to GPT; GPT is already our default, so it "
+            "only conflicts with `PARTITION_TABLE=dos`.", "upstream 2022"),
+    Setting("NUM_BOOT_AUX_FILE", False, Kind.COUNT, "0",
+            "disk-image: how many `BOOT_AUX_FILE[n]` follow.", "upstream 2021"),
+    Setting("BOOT_AUX_FILE", True, Kind.PATH, None,
+            "disk-image: an extra file copied into the boot partition at its path; indexed "
+            "0 to NUM_BOOT_AUX_FILE-1 (not per domU).", "upstream 2021"),
+    Setting("DOMU_DRIVER_DOMAIN", True, Kind.FLAG, None,
+            "disk-image: `driver_domain=1` in the domU's xl config.", "upstream 2022"),
     # --- issue 6, part P: domain and Xen properties in the device tree (ibtasks/domains.py) ---
     Setting("DOM0_MEM", False, Kind.COUNT, None,
             "Dom0's memory in MiB for the default XEN_CMD (`dom0_mem=<N>M`); unset keeps the "
@@ -108,9 +121,9 @@ SETTINGS: tuple[Setting, ...] = (
             "upstream 2023"),
     Setting("NUM_CPUPOOLS", False, Kind.COUNT, "0", "How many boot-time cpupools follow.",
             "upstream 2022"),
-    Setting("CPUPOOL", False, Kind.TEXT, None,
-            "`cpu@a,cpu@b [scheduler]`: `/chosen/cpupool_<n>` (`xen,cpupool`) of /cpus nodes.",
-            "upstream 2022", indexed=True),
+    Setting("CPUPOOL", True, Kind.TEXT, None,
+            "`cpu@a,cpu@b [scheduler]`: `/chosen/cpupool_<n>` (`xen,cpupool`) of /cpus nodes; "
+            "indexed 0 to NUM_CPUPOOLS-1 (not per domU).", "upstream 2022"),
     Setting("DOMU_CPUPOOL", True, Kind.COUNT, None,
             "Index of the CPUPOOL the domU starts in (`domain-cpupool`).", "upstream 2022"),
     Setting("DOMU_ENHANCED", True, Kind.TEXT, None,
@@ -152,8 +165,6 @@ SETTINGS: tuple[Setting, ...] = (
             "`passthrough` (`enabled` or `disabled`).", "upstream 2025"),
     Setting("DOMU_TRAP_UNMAP", True, Kind.COUNT, None, "`trap-unmapped-accesses` (0 or 1).",
             "upstream 2025"),
-    Setting("DOMU_DRIVER_DOMAIN", True, Kind.FLAG, None,
-            "The domU is a driver domain (xl config `driver_domain=1`).", "upstream 2022"),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -173,7 +184,7 @@ def render_key_reference() -> str:
     ]
     for s in SETTINGS:
         default = "(required)" if s.required else (f"`{s.default}`" if s.default else "")
-        name = f"`{s.name}[n]`" if s.per_domu or s.indexed else f"`{s.name}`"
+        name = f"`{s.name}[n]`" if s.per_domu else f"`{s.name}`"
         lines.append(
             f"| {name} | {'yes' if s.per_domu else ''} | {s.kind.value} | {default} "
             f"| {s.origin} | {s.help} |"

@@ -3,7 +3,9 @@
 Follows `generate_domU_configs` of the original `disk_image`, with two fixes: a config is
 written for each domU with DOMU_NOBOOT or DOMU_ROOTFS (not for every domU, quirk Q6, nor only
 for NOBOOT ones as upstream later did), and `disk=` names the partition the domU's rootfs really
-has on our disk, counting only rootfs partitions that exist (quirk Q7).
+has on our disk, counting only rootfs partitions that exist (quirk Q7). As upstream since
+2021/2022: `driver_domain=1` for DOMU_DRIVER_DOMAIN, and the passthrough lines of a
+DOMU_PASSTHROUGH_DTB (`ibtasks.passthrough`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ibtasks.errors import UserError
+from ibtasks.passthrough import Passthrough
 
 DEFAULT_XL_CMD = "console=hvc0"
 
@@ -34,6 +37,8 @@ class XlDomU:
     cmd: str | None
     noboot: bool
     rootfs_partition: int | None = None
+    driver_domain: bool = False
+    passthrough: Passthrough | None = None
 
     @property
     def needs_xl_config(self) -> bool:
@@ -99,6 +104,8 @@ def render_xl_config(domu: XlDomU, load_cmd: str) -> str:
         raise UserError(f"DOMU_KERNEL[{i}] is needed: dom0 starts domU{i} with xl from it")
     device = parse_block_device(load_cmd)
     lines = [f'name="domU{i}"', f"memory={domu.memory_mib}", f"vcpus={domu.vcpus}"]
+    if domu.driver_domain:
+        lines.append("driver_domain=1")
     if device is not None:
         # The original's hint: where the boot partition, and so the kernel, is found.
         lines.append(f"# mount {device.partition_path(device.partition)} /boot")
@@ -118,6 +125,8 @@ def render_xl_config(domu: XlDomU, load_cmd: str) -> str:
         # Partitions are numbered from the boot partition U-Boot loads from, as the original.
         number = device.partition + domu.rootfs_partition - 1
         lines.append(f'disk=["{device.partition_path(number)},,xvda"]')
+    if domu.passthrough is not None:
+        lines += domu.passthrough.xl_lines()
     return "\n".join(lines) + "\n"
 
 

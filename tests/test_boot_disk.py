@@ -108,8 +108,13 @@ def build_disk(parts: BootParts, directory: Path, load: str, marker: str) -> Pat
     return disk
 
 
-def boot_disk(directory: Path, interface: str, media_args: tuple[str, ...]) -> BootResult:
-    """Boot the disk: U-Boot scans it, loads boot.scr from partition 1 and runs it."""
+def boot_disk(
+    directory: Path, interface: str, media_args: tuple[str, ...], log_path: Path
+) -> BootResult:
+    """Boot the disk: U-Boot scans it, loads boot.scr from partition 1 and runs it.
+
+    The console log goes to `log_path` (pytest's tmp_path), which outlives the disk's directory.
+    """
     scan, load, source = disk_commands(interface)
     # `dm tree` shows which transport U-Boot found the disk on (virtio-mmio or PCI).
     return boot_system(
@@ -120,7 +125,7 @@ def boot_disk(directory: Path, interface: str, media_args: tuple[str, ...]) -> B
         commands=(scan, "dm tree", load, source),
         media_args=media_args,
         failure_patterns=(*DEFAULT_FAILURE_PATTERNS, ROOTFS_FAILURE),
-        log_path=directory / "console.log",
+        log_path=log_path,
     )
 
 
@@ -160,12 +165,18 @@ def check_dom0_saw_its_rootfs(result_lines: dict[str, str], root: str, marker: s
     [("mmio", "virtio-mmio", ".virtio_mmio/virtio"), ("pci", "virtio-pci", ".pcie/pci0000:00/")],
 )
 def test_xen_boots_from_a_virtio_disk_and_dom0_mounts_its_rootfs_partition(
-    boot_parts: BootParts, user_dir: Path, transport: str, uboot_parent: str, linux_parent: str
+    boot_parts: BootParts,
+    user_dir: Path,
+    tmp_path: Path,
+    transport: str,
+    uboot_parent: str,
+    linux_parent: str,
 ) -> None:
     marker = f"rootfs of the virtio-{transport} disk"
     disk = build_disk(boot_parts, user_dir, "virtio", marker)
     assert "load virtio 0:1" in (user_dir / "boot.source").read_text()
-    result = boot_disk(user_dir, "virtio", virtio_disk_args(disk, transport))
+    result = boot_disk(user_dir, "virtio", virtio_disk_args(disk, transport),
+                       tmp_path / "console.log")
     assert result.ok, describe_failure(result)
     device = check_dom0_saw_its_rootfs(result.marker_lines, "/dev/vda2", marker)
     # One disk, one transport: U-Boot and Linux both find it on the transport QEMU gave it.
@@ -183,12 +194,12 @@ def test_xen_boots_from_a_virtio_disk_and_dom0_mounts_its_rootfs_partition(
 
 
 def test_xen_boots_from_an_ahci_disk_and_dom0_mounts_its_rootfs_partition(
-    boot_parts: BootParts, user_dir: Path
+    boot_parts: BootParts, user_dir: Path, tmp_path: Path
 ) -> None:
     marker = "rootfs of the SATA disk"
     disk = build_disk(boot_parts, user_dir, "scsi", marker)
     assert "load scsi 0:1" in (user_dir / "boot.source").read_text()
-    result = boot_disk(user_dir, "scsi", ahci_disk_args(disk))
+    result = boot_disk(user_dir, "scsi", ahci_disk_args(disk), tmp_path / "console.log")
     assert result.ok, describe_failure(result)
     device = check_dom0_saw_its_rootfs(result.marker_lines, "/dev/sda2", marker)
     assert "/ata" in device, device

@@ -362,3 +362,13 @@ def test_domain_keys_rebuild_only_what_they_change(seed_inputs: Path) -> None:
     assert tasks_run(seed_inputs) == set()
     (seed_inputs / "config").write_text(config + "DOMU_NR_SPIS[0]=3\n")
     assert tasks_run(seed_inputs) == {"ib_dtb", "ib_boot_source", "ib_boot_scr"}
+
+
+def test_yaml_cpupools_are_a_list(seed_inputs: Path) -> None:
+    text = ("MEMORY_START: 0x40000000\nMEMORY_END: 0x80000000\nDEVICE_TREE: mpsoc.dtb\n"
+            "XEN: xen\nDOM0_KERNEL: Image-dom0\nNUM_CPUPOOLS: 2\n"
+            "CPUPOOL: ['cpu@1 null', 'cpu@2,cpu@3']\n")
+    config = build_config(read_yaml_config(text, "config.yaml"),
+                          Options(root_dir=seed_inputs, load_cmd="tftpb"))
+    assert [(p.cpus, p.sched) for p in config.xen_props.cpupools] == [
+        (("cpu@1",), "null"), (("cpu@2", "cpu@3"), None)]
