@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ibtasks import diskconfig
+from ibtasks.domain_checks import check_dom0, check_domus, choose_xen_cmd
+from ibtasks.domains import AFFINITY_KEY, DomUProps, XenProps, build_domu_props, build_xen_props
 from ibtasks.errors import UserError
 from ibtasks.fitplan import FitSettings, read_fit_settings
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
@@ -29,11 +31,9 @@ LOAD_CMD_ALIASES = {
 # Keys of today's upstream ImageBuilder that change what boots; silently ignoring them would boot
 # a different system than the user asked for.
 UNSUPPORTED_UPSTREAM_KEYS = frozenset({
-    "DOMU_STATIC_MEM", "DOMU_DIRECT_MAP", "DOMU_SHARED_MEM", "DOMU_CPUPOOL", "CPUPOOL",
-    "NUM_CPUPOOLS", "DOMU_ENHANCED", "DOMU_VPL011", "XEN_STATIC_HEAP", "XEN_POLICY",
+    "XEN_POLICY",
     "NUM_DT_OVERLAY", "DT_OVERLAY", "BITSTREAM", "BOOT_CMD", "APPEND_EXTRA_CMDS", "XEN_LOAD",
-    "DOM0_LOAD", "DOMU_LOAD", "LINUX", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
-    "DOMU_STATIC_EVTCHNS", "DOMU_PASSTHROUGH_PATHS", "DOMU_NR_SPIS", "DOM0_MEM", "DOM0_VCPUS",
+    "DOM0_LOAD", "DOMU_LOAD", "LINUX",
 })
 
 FALSE_WORDS = frozenset({"", "0", "n", "no", "false", "off"})
@@ -83,6 +83,7 @@ class DomU:
     noboot: bool
     rootfs: Binary | None
     cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
+    props: DomUProps = field(default_factory=DomUProps)  # upstream extras (domains.py)
     driver_domain: bool = False
 
     @property
@@ -104,7 +105,7 @@ class Config:
     device_tree: Binary
     xen: Binary
     xen_cmd: str
-    dom0_kernel: Binary
+    dom0_kernel: Binary | None  # None: dom0less without a dom0
     dom0_cmd: str
     dom0_ramdisk: Binary | None
     dom0_rootfs: Binary | None
@@ -119,6 +120,7 @@ class Config:
     partition_table: str = "gpt"  # disk-image: gpt or dos
     boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
     fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
+    xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
 
     def rootfs_archives(self) -> list[Binary]:
         """DOM0_ROOTFS and every DOMU_ROOTFS, in partition order."""
@@ -127,7 +129,9 @@ class Config:
 
     def binaries(self) -> list[Binary]:
         """Every input that the boot script loads, in the seed's load order."""
-        found = [self.xen, self.dom0_kernel]
+        found = [self.xen]
+        if self.dom0_kernel:
+            found.append(self.dom0_kernel)
         if self.dom0_ramdisk:
             found.append(self.dom0_ramdisk)
         for domu in self.domus:
@@ -167,8 +171,16 @@ def _boot_fs(text: str, where: str | None) -> str:
 def build_config(raw: RawConfig, options: Options) -> Config:
     """Validate `raw`, apply defaults; raise `UserError` naming the place of the first problem."""
     reader = _Reader(raw)
+    has_dom0 = check_dom0(raw.values)
+    xen_props = build_xen_props(raw.values, raw.source)
     num_domus = reader.count("NUM_DOMUS")
-    domus = tuple(_build_domu(reader, i) for i in range(num_domus))
+    domus = tuple(_build_domu(reader, i, has_dom0, len(xen_props.cpupools))
+                  for i in range(num_domus))
+    check_domus([(d.index, d.boots_with_xen, d.props) for d in domus], has_dom0, raw.source,
+                raw.values)
+    if not has_dom0 and not any(d.boots_with_xen for d in domus):
+        raise UserError("without DOM0_KERNEL at least one domU must be started by Xen "
+                        "(NUM_DOMUS, DOMU_KERNEL[n])", reader.where("NUM_DOMUS") or raw.source)
 
     load_cmd = options.load_cmd or reader.text("LOAD_CMD")
     if not load_cmd:
@@ -200,8 +212,9 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         memory_end=memory_end,
         device_tree=reader.required_binary("DEVICE_TREE"),
         xen=reader.required_binary("XEN"),
-        xen_cmd=_bootargs(reader, "XEN_CMD"),
-        dom0_kernel=reader.required_binary("DOM0_KERNEL"),
+        xen_cmd=choose_xen_cmd(raw.values, _bootargs(reader, "XEN_CMD"), has_dom0, xen_props,
+                               any(d.props.colors for d in domus)),
+        dom0_kernel=reader.binary("DOM0_KERNEL"),
         dom0_cmd=_check_quotes(dom0_cmd, "DOM0_CMD", reader.where("DOM0_CMD")),
         dom0_ramdisk=reader.binary("DOM0_RAMDISK"),
         dom0_rootfs=dom0_rootfs,
@@ -217,6 +230,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         partition_table=diskconfig.partition_table(reader, options.partition_table),
         boot_aux_files=diskconfig.boot_aux_files(reader),
         fit=fit,
+        xen_props=xen_props,
     )
     _check_inputs_exist(config)
     return config
@@ -296,7 +310,7 @@ def _deduce_dom0_root(load_cmd: str, rootfs: Binary | None) -> str:
     return f"root=/dev/{'sd' if kind == 'scsi' else 'vd'}{letter}{part}"
 
 
-def _build_domu(reader: _Reader, i: int) -> DomU:
+def _build_domu(reader: _Reader, i: int, has_dom0: bool = True, num_cpupools: int = 0) -> DomU:
     noboot = reader.flag("DOMU_NOBOOT", i)
     rootfs = reader.binary("DOMU_ROOTFS", i)
     kernel = reader.binary("DOMU_KERNEL", i)
@@ -309,10 +323,21 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
         raise UserError(f"DOMU_MEM[{i}]: must be at least 1 MiB", reader.where("DOMU_MEM", i))
     if vcpus == 0:
         raise UserError(f"DOMU_VCPUS[{i}]: must be at least 1", reader.where("DOMU_VCPUS", i))
+    props = build_domu_props(reader.raw.values, reader.raw.source, i, has_dom0=has_dom0,
+                             vcpus=vcpus, num_cpupools=num_cpupools)
+    if props.static_mem:
+        kib = props.static_mem_kib
+        if reader.where("DOMU_MEM", i) is not None and mem * 1024 != kib:
+            raise UserError(f"DOMU_MEM[{i}] is {mem} MiB but DOMU_STATIC_MEM[{i}] adds up to "
+                            f"{kib} KiB: leave DOMU_MEM[{i}] out", reader.where("DOMU_MEM", i))
+        mem = -(-kib // 1024)
+    cmd = _bootargs(reader, "DOMU_CMD", i)
+    if not props.vpl011 and not reader.raw.values.get(("DOMU_CMD", i)):
+        cmd = ""  # upstream: no console=ttyAMA0 without the virtual PL011
     return DomU(
         index=i,
         kernel=kernel,
-        cmd=_bootargs(reader, "DOMU_CMD", i),
+        cmd=cmd,
         ramdisk=reader.binary("DOMU_RAMDISK", i),
         passthrough_dtb=reader.binary("DOMU_PASSTHROUGH_DTB", i),
         mem_mib=mem,
@@ -322,6 +347,7 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
         cmd_given=reader.raw.values["DOMU_CMD", i].text.strip()
         if ("DOMU_CMD", i) in reader.raw.values and reader.raw.values["DOMU_CMD", i].text
         else None,
+        props=props,
         driver_domain=reader.flag("DOMU_DRIVER_DOMAIN", i),
     )
 
@@ -422,6 +448,12 @@ def check_key(name: str, index: str | None, where: str) -> tuple[RawKey | None, 
         if index is not None:
             return None, f"{where}: {label}: unknown key, ignored"
         return None, None
+    if name == AFFINITY_KEY and index is not None and "," in index:
+        domu, _, vcpu = index.partition(",")
+        return (f"{name},{int(vcpu)}", int(domu)), None  # one raw key per [domU,vCPU]
+    if name == AFFINITY_KEY:
+        raise UserError(f"{name}[{index}]: write {name}[domU,vCPU]=pCPUs, with "
+                        f"`declare -A {name}`", where)
     if not setting.per_domu:
         if index not in (None, "0"):
             raise UserError(f"{name} is not a per-domU key: write {name}=..., not {name}[{index}]",

@@ -56,7 +56,7 @@ def disk_identity(config: Config, image: Path) -> str:
 
 def boot_files(config: Config) -> list[tuple[str, Path]]:
     """(path in the partition, source) of every boot file, at the paths the script loads."""
-    found: list[Binary] = [config.xen, config.dom0_kernel, config.device_tree]
+    found: list[Binary] = [b for b in (config.xen, config.dom0_kernel, config.device_tree) if b]
     if config.dom0_ramdisk:
         found.append(config.dom0_ramdisk)
     for domu in config.domus:

@@ -51,7 +51,8 @@ SETTINGS: tuple[Setting, ...] = (
             required=True),
     Setting("XEN_CMD", False, Kind.TEXT, DEFAULT_XEN_CMD,
             "Xen's command line (`/chosen xen,xen-bootargs`).", "seed"),
-    Setting("DOM0_KERNEL", False, Kind.PATH, None, "Dom0's kernel.", "seed", required=True),
+    Setting("DOM0_KERNEL", False, Kind.PATH, None,
+            "Dom0's kernel; without it no dom0 is started (dom0less only).", "seed"),
     Setting("DOM0_CMD", False, Kind.TEXT, DEFAULT_DOM0_CMD,
             "Dom0's command line; `root=` is added when missing (see root= deduction).", "seed"),
     Setting("DOM0_RAMDISK", False, Kind.PATH, None,
@@ -112,6 +113,69 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FIT_ENC_UB_DTB", False, Kind.PATH, None,
             "U-Boot's control DTB that gets the public key (KEY_DIR/HINT.crt), marked required; "
             "changed in place; also `-u`.", "upstream 2021"),
+    # --- issue 6, part P: domain and Xen properties in the device tree (ibtasks/domains.py) ---
+    Setting("DOM0_MEM", False, Kind.COUNT, None,
+            "Dom0's memory in MiB for the default XEN_CMD (`dom0_mem=<N>M`); unset keeps the "
+            "seed's `dom0_mem=1G` (upstream's code uses 1500). An error with XEN_CMD.",
+            "upstream 2022"),
+    Setting("DOM0_VCPUS", False, Kind.COUNT, None,
+            "Dom0's vCPUs for the default XEN_CMD (`dom0_max_vcpus=`, default 1). An error with "
+            "XEN_CMD.", "upstream 2022"),
+    Setting("DOM0_COLORS", False, Kind.TEXT, None,
+            "Dom0's LLC colours (`0-3,8`): `llc-coloring=on dom0-llc-colors=` in the default "
+            "XEN_CMD.", "upstream 2022"),
+    Setting("XEN_COLORS", False, Kind.TEXT, None,
+            "Xen's LLC colours: `llc-coloring=on xen-llc-colors=` in the default XEN_CMD.",
+            "upstream 2022"),
+    Setting("XEN_STATIC_HEAP", False, Kind.TEXT, None,
+            "`base size ...` pairs: `/chosen xen,static-heap`, in the root node's cell sizes.",
+            "upstream 2023"),
+    Setting("NUM_CPUPOOLS", False, Kind.COUNT, "0", "How many boot-time cpupools follow.",
+            "upstream 2022"),
+    Setting("CPUPOOL", True, Kind.TEXT, None,
+            "`cpu@a,cpu@b [scheduler]`: `/chosen/cpupool_<n>` (`xen,cpupool`) of /cpus nodes; "
+            "indexed 0 to NUM_CPUPOOLS-1 (not per domU).", "upstream 2022"),
+    Setting("DOMU_CPUPOOL", True, Kind.COUNT, None,
+            "Index of the CPUPOOL the domU starts in (`domain-cpupool`).", "upstream 2022"),
+    Setting("DOMU_ENHANCED", True, Kind.TEXT, None,
+            "`xen,enhanced`: 1 `enabled`, 2 `no-xenstore`, 0 none; default `enabled` when "
+            "there is a dom0.", "upstream 2022"),
+    Setting("DOMU_VPL011", True, Kind.FLAG, "1",
+            "0 omits `vpl011` (and the default DOMU_CMD `console=ttyAMA0`).", "upstream 2024"),
+    Setting("DOMU_STATIC_MEM", True, Kind.TEXT, None,
+            "`base size ...` pairs: `xen,static-mem`; the domU's memory is their sum.",
+            "upstream 2022"),
+    Setting("DOMU_DIRECT_MAP", True, Kind.FLAG, None,
+            "`direct-map`; default on with DOMU_STATIC_MEM, invalid without.", "upstream 2022"),
+    Setting("DOMU_SHARED_MEM", True, Kind.TEXT, None,
+            "`ID [host] guest size` (`;` between regions): `xen,domain-shared-memory-v1` "
+            "subnodes.", "upstream 2023"),
+    Setting("DOMU_NR_SPIS", True, Kind.COUNT, None, "`nr_spis`.", "upstream 2024"),
+    Setting("DOMU_GRANT_VER", True, Kind.COUNT, None, "`max_grant_version` (1 or 2).",
+            "upstream 2024"),
+    Setting("DOMU_GRANT_FRAMES", True, Kind.COUNT, None, "`max_grant_frames`.", "upstream 2024"),
+    Setting("DOMU_MAPTRACK_FRAMES", True, Kind.COUNT, None, "`max_maptrack_frames`.",
+            "upstream 2024"),
+    Setting("DOMU_CAPS", True, Kind.TEXT, None,
+            "`capabilities`: control, hardware, xenstore, dom0, none (combine with `,`) or a "
+            "number.", "upstream 2025"),
+    Setting("DOMU_DOMID", True, Kind.COUNT, None, "`domid`: the domain id.", "upstream 2025"),
+    Setting("DOMU_COLORS", True, Kind.TEXT, None,
+            "LLC colours: `llc-colors` string; adds `llc-coloring=on` to the default XEN_CMD.",
+            "upstream 2022"),
+    Setting("DOMU_STATIC_EVTCHNS", True, Kind.TEXT, None,
+            "`local-port remote-domU remote-port; ...`: `xen,evtchn-v1` subnodes; both ends "
+            "must be listed.", "upstream 2025"),
+    Setting("DOMU_VCPU_HARD_AFFINITY", True, Kind.TEXT, None,
+            "`[n,v]` (bash `declare -A`): pCPUs of vCPU v (`0-3,5`): `vcpu<v>` subnode "
+            "`hard-affinity`.", "upstream 2025"),
+    Setting("DOMU_PASSTHROUGH_PATHS", True, Kind.TEXT, None,
+            "Host DT node paths given to the domU: `xen,passthrough` on each (must exist).",
+            "upstream 2021"),
+    Setting("DOMU_PASSTHROUGH_PROP", True, Kind.TEXT, None,
+            "`passthrough` (`enabled` or `disabled`).", "upstream 2025"),
+    Setting("DOMU_TRAP_UNMAP", True, Kind.COUNT, None, "`trap-unmapped-accesses` (0 or 1).",
+            "upstream 2025"),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -28,6 +28,8 @@ from ibtasks import devicetree
 from ibtasks.bootscript import render_boot_source
 from ibtasks.chosen import plan_chosen_edits
 from ibtasks.config import Binary, Config
+from ibtasks.domain_edits import edit_inputs as domain_edit_inputs
+from ibtasks.dtfacts import DtFacts, read_dt_facts
 from ibtasks.errors import UserError
 from ibtasks.fit import build_fit
 from ibtasks.fitplan import FitSettings, check_fit_fits, plan_fit
@@ -72,8 +74,10 @@ def run_step(func: Callable[..., None], *args: Any) -> TaskFailed | None:
 
 # ---- actions: module-level functions with explicit arguments ----------------------------------
 
-def check_binary(key: str, role: str, path: str, where: str, out: str) -> None:
-    """Check one input's type and record its sizes (and a DTB's reserved memory) as JSON."""
+def check_binary(key: str, role: str, path: str, where: str, out: str,
+                 dt_paths: tuple[str, ...] = ()) -> None:
+    """Check one input's type and record its sizes (and a DTB's reserved memory and the facts
+    the domain edits need, `dtfacts`) as JSON."""
     try:
         info = check_file(Path(path), Role(role), key)
     except UserError as exc:
@@ -83,6 +87,7 @@ def check_binary(key: str, role: str, path: str, where: str, out: str) -> None:
     if key == "DEVICE_TREE":
         data = Path(path).read_bytes()
         record["reserved"] = devicetree.read_reserved_regions(data, f"{key} ({path})")
+        record["facts"] = read_dt_facts(data, f"{key} ({path})", dt_paths).to_record()
     write_if_changed(out, (json.dumps(record, indent=1) + "\n").encode())
 
 
@@ -98,18 +103,25 @@ def write_layout(memory_start: int, memory_end: int, modules: list[tuple[str, st
     write_if_changed(out, layout.to_json())
 
 
-def write_edited_dtb(config: Config, dtb: str, layout_path: str, out: str) -> None:
+def read_facts(dtb_check: str) -> DtFacts:
+    """The input DTB's facts as its check task recorded them."""
+    return DtFacts.from_record(json.loads(Path(dtb_check).read_text())["facts"])
+
+
+def write_edited_dtb(config: Config, dtb: str, layout_path: str, out: str,
+                     dtb_check: str) -> None:
     """Apply the /chosen edits offline to the input DTB."""
     layout = Layout.from_json(Path(layout_path).read_bytes())
-    edits = plan_chosen_edits(config, layout)
+    edits = plan_chosen_edits(config, layout, read_facts(dtb_check))
     data = devicetree.apply_edits(Path(dtb).read_bytes(), edits,
                                   f"DEVICE_TREE ({config.device_tree.path})")
     write_atomic(out, data)
 
 
-def write_boot_source(config: Config, layout_path: str, out: str) -> None:
+def write_boot_source(config: Config, layout_path: str, out: str, dtb_check: str) -> None:
     layout = Layout.from_json(Path(layout_path).read_bytes())
-    text = render_boot_source(config, layout, plan_chosen_edits(config, layout))
+    edits = plan_chosen_edits(config, layout, read_facts(dtb_check))
+    text = render_boot_source(config, layout, edits)
     write_atomic(out, text.encode())
 
 
@@ -182,7 +194,13 @@ def _edit_inputs(config: Config) -> dict[str, Any]:
         "dom0_cmd": config.dom0_cmd,
         "modules": [b.key for b in config.binaries()],
         "domus": [[d.index, d.mem_mib, d.vcpus, d.cmd] for d in config.domus if d.boots_with_xen],
+        **domain_edit_inputs(config),
     }
+
+
+def _dt_paths(config: Config) -> tuple[str, ...]:
+    """Node paths whose existence the DEVICE_TREE check records (DOMU_PASSTHROUGH_PATHS)."""
+    return tuple(sorted({p for d in config.domus for p in d.props.passthrough_paths}))
 
 
 def _check_name(key: str) -> str:
@@ -204,15 +222,16 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
         target = str(work / "check" / f"{_check_name(binary.key)}.json")
         checks[binary.key] = target
         role = _role(config, binary)
+        dt_paths = _dt_paths(config) if binary is config.device_tree else ()
         yield {
             "basename": "ib_check",
             "name": binary.key,
             "doc": f"check {binary.key} is {role.value} and record its size",
             "actions": [(run_step, [check_binary, binary.key, role.value,
-                                    str(root / binary.path), binary.where, target])],
+                                    str(root / binary.path), binary.where, target, dt_paths])],
             "file_dep": [str(root / binary.path)],
             "targets": [target],
-            "uptodate": [config_changed({"role": role.value})],
+            "uptodate": [config_changed({"role": role.value, "dt_paths": list(dt_paths)})],
             "clean": True,
         }
 
@@ -231,12 +250,14 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
     }
 
     dtb_out, source_out, scr_out = (str(p) for p in outputs(config))
+    dtb_check = checks[config.device_tree.key]
     yield {
         "basename": "ib_dtb",
         "doc": "write the DTB with Xen's /chosen edits applied",
         "actions": [(run_step, [write_edited_dtb, config,
-                                str(root / config.device_tree.path), layout, dtb_out])],
-        "file_dep": [str(root / config.device_tree.path), layout],
+                                str(root / config.device_tree.path), layout, dtb_out,
+                                dtb_check])],
+        "file_dep": [str(root / config.device_tree.path), layout, dtb_check],
         "targets": [dtb_out],
         "uptodate": [config_changed(_edit_inputs(config))],
         "clean": True,
@@ -244,8 +265,8 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
     yield {
         "basename": "ib_boot_source",
         "doc": "write the U-Boot script text",
-        "actions": [(run_step, [write_boot_source, config, layout, source_out])],
-        "file_dep": [layout],
+        "actions": [(run_step, [write_boot_source, config, layout, source_out, dtb_check])],
+        "file_dep": [layout, dtb_check],
         "targets": [source_out],
         "uptodate": [config_changed({
             **_edit_inputs(config),
