@@ -31,6 +31,11 @@ LOAD_CMD_ALIASES = {
 # Keys of today's upstream ImageBuilder that change what boots; silently ignoring them would boot
 # a different system than the user asked for.
 UNSUPPORTED_UPSTREAM_KEYS = frozenset({
+    # Generate the partial DTB from a git repository or with lopper: run those tools yourself
+    # and give the result as DOMU_PASSTHROUGH_DTB.
+    "PASSTHROUGH_DTS_REPO", "LOPPER_PATH", "LOPPER_CMD",
+    # Xilinx-only (vIOMMU, PL011 emulation) and not-yet-merged upstream patches.
+    "DOMU_VIOMMU", "DOM0_VIOMMU", "DOMU_VUART_PL011", "DOMU_P2M_MEM_MB",
     "XEN_POLICY",
     "NUM_DT_OVERLAY", "DT_OVERLAY", "BITSTREAM", "BOOT_CMD", "APPEND_EXTRA_CMDS", "XEN_LOAD",
     "DOM0_LOAD", "DOMU_LOAD", "LINUX",

@@ -119,8 +119,8 @@ def test_yaml_config_with_a_syntax_error_names_its_line(seed_inputs: Path) -> No
 
 
 def test_unsupported_upstream_key_is_rejected(seed_inputs: Path) -> None:
-    assert fail(seed_inputs, GOOD + "FIT=y\n") == (
-        "ibtasks: error: config:6: FIT: this upstream ImageBuilder key is not "
+    assert fail(seed_inputs, GOOD + "LOPPER_PATH=/opt/lopper\n") == (
+        "ibtasks: error: config:6: LOPPER_PATH: this upstream ImageBuilder key is not "
         "supported by ibtasks; remove it or use ImageBuilder itself\n")
 
 
