@@ -9,7 +9,16 @@ unit addresses such as `module@40C00000` (Q4).
 from __future__ import annotations
 
 from ibtasks.config import Config, DomU
+from ibtasks.domain_edits import (
+    Phandles,
+    allocate_phandles,
+    cpupool_edits,
+    domu_prop_edits,
+    passthrough_edits,
+    xen_edits,
+)
 from ibtasks.dtedit import Cells, DtEdit, MakeNode, SetProp, Strings, reg_cells, split_u64
+from ibtasks.dtfacts import DtFacts
 from ibtasks.layout import Layout
 
 CHOSEN = "/chosen"
@@ -26,16 +35,17 @@ def _module(parent: str, prefix: str, layout: Layout, key: str,
     ]
 
 
-def _domu_edits(domu: DomU, layout: Layout) -> list[DtEdit]:
+def _domu_edits(domu: DomU, layout: Layout, phandles: Phandles) -> list[DtEdit]:
     node = MakeNode(CHOSEN, f"domU{domu.index}")
     edits: list[DtEdit] = [
         node,
         SetProp(node.path, "compatible", Strings(("xen,domain",))),
         SetProp(node.path, "#address-cells", Cells((2,))),
         SetProp(node.path, "#size-cells", Cells((2,))),
-        SetProp(node.path, "memory", Cells(split_u64(domu.mem_mib * 1024))),
+        SetProp(node.path, "memory",
+                Cells(split_u64(domu.props.static_mem_kib or domu.mem_mib * 1024))),
         SetProp(node.path, "cpus", Cells((domu.vcpus,))),
-        SetProp(node.path, "vpl011", Cells((1,))),
+        *domu_prop_edits(domu, node.path, phandles),
     ]
     if domu.kernel:
         path, kernel = _module(node.path, "module", layout, domu.kernel.key,
@@ -60,14 +70,19 @@ def plan_linux_edits(config: Config, layout: Layout) -> list[DtEdit]:
     return edits
 
 
-def plan_chosen_edits(config: Config, layout: Layout) -> list[DtEdit]:
-    """Every /chosen edit, in the seed's order (the XSM policy node after Xen's bootargs)."""
+def plan_chosen_edits(config: Config, layout: Layout, facts: DtFacts | None = None
+                      ) -> list[DtEdit]:
+    """Every device-tree edit, in upstream's order; `facts` of the input DTB are needed for
+    cpupools, static event channels, passthrough paths and the static heap."""
     if config.linux_mode:
         return plan_linux_edits(config, layout)
+    facts = facts or DtFacts()
+    phandles = allocate_phandles(config, facts)
     edits: list[DtEdit] = [
         SetProp(CHOSEN, "#address-cells", Cells((2,))),
         SetProp(CHOSEN, "#size-cells", Cells((2,))),
         SetProp(CHOSEN, "xen,xen-bootargs", Strings((config.xen_cmd,))),
+        *xen_edits(config, facts),
     ]
     if config.boot.xen_policy:
         edits += _module(CHOSEN, "xen-policy", layout, config.boot.xen_policy.key,
@@ -76,10 +91,11 @@ def plan_chosen_edits(config: Config, layout: Layout) -> list[DtEdit]:
         edits += _module(CHOSEN, "dom0", layout, config.dom0_kernel.key,
                          ("xen,linux-zimage", "xen,multiboot-module", "multiboot,module"))[1]
         edits.append(SetProp(CHOSEN, "xen,dom0-bootargs", Strings((config.dom0_cmd,))))
+    edits += passthrough_edits(config, facts)
     if config.dom0_ramdisk:
         edits += _module(CHOSEN, "dom0-ramdisk", layout, config.dom0_ramdisk.key,
                          ("xen,linux-initrd", "xen,multiboot-module", "multiboot,module"))[1]
     for domu in config.domus:
         if domu.boots_with_xen:
-            edits += _domu_edits(domu, layout)
-    return edits
+            edits += _domu_edits(domu, layout, phandles)
+    return edits + cpupool_edits(config, phandles)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ibtasks import diskconfig
 from ibtasks.bootopts import BootOptions, read_boot_options
+from ibtasks.domain_checks import check_dom0, check_domus, choose_xen_cmd
+from ibtasks.domains import AFFINITY_KEY, DomUProps, XenProps, build_domu_props, build_xen_props
 from ibtasks.errors import UserError
 from ibtasks.fitplan import FitSettings, read_fit_settings
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
@@ -30,10 +32,13 @@ LOAD_CMD_ALIASES = {
 # Keys of today's upstream ImageBuilder that change what boots; silently ignoring them would boot
 # a different system than the user asked for.
 UNSUPPORTED_UPSTREAM_KEYS = frozenset({
-    "DOMU_STATIC_MEM", "DOMU_DIRECT_MAP", "DOMU_SHARED_MEM", "DOMU_CPUPOOL", "CPUPOOL",
-    "NUM_CPUPOOLS", "DOMU_ENHANCED", "DOMU_VPL011", "XEN_STATIC_HEAP",
-    "LINUX_ROOTFS", "DOMU_COLORS", "XEN_COLORS", "DOM0_COLORS",
-    "DOMU_STATIC_EVTCHNS", "DOMU_PASSTHROUGH_PATHS", "DOMU_NR_SPIS", "DOM0_MEM", "DOM0_VCPUS",
+    # Generate the partial DTB from a git repository or with lopper: run those tools yourself
+    # and give the result as DOMU_PASSTHROUGH_DTB.
+    "PASSTHROUGH_DTS_REPO", "LOPPER_PATH", "LOPPER_CMD",
+    # Xilinx-only (vIOMMU, PL011 emulation) and not-yet-merged upstream patches.
+    "DOMU_VIOMMU", "DOM0_VIOMMU", "DOMU_VUART_PL011", "DOMU_P2M_MEM_MB",
+    # Bare-metal Linux on a rootfs partition: disk-image has no partition for it.
+    "LINUX_ROOTFS",
 })
 
 FALSE_WORDS = frozenset({"", "0", "n", "no", "false", "off"})
@@ -83,6 +88,7 @@ class DomU:
     noboot: bool
     rootfs: Binary | None
     cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
+    props: DomUProps = field(default_factory=DomUProps)  # upstream extras (domains.py)
     driver_domain: bool = False
 
     @property
@@ -104,7 +110,7 @@ class Config:
     device_tree: Binary
     xen: Binary  # the kernel the boot command starts: XEN, or LINUX in bare-metal mode
     xen_cmd: str
-    dom0_kernel: Binary | None
+    dom0_kernel: Binary | None  # None: dom0less without a dom0
     dom0_cmd: str
     dom0_ramdisk: Binary | None
     dom0_rootfs: Binary | None
@@ -119,6 +125,7 @@ class Config:
     partition_table: str = "gpt"  # disk-image: gpt or dos
     boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
     fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
+    xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
     boot: BootOptions = field(default_factory=BootOptions)  # issue 6 part Q: bootopts.py
 
     @property
@@ -181,12 +188,23 @@ def _boot_fs(text: str, where: str | None) -> str:
 def build_config(raw: RawConfig, options: Options) -> Config:
     """Validate `raw`, apply defaults; raise `UserError` naming the place of the first problem."""
     reader = _Reader(raw)
-    num_domus = reader.count("NUM_DOMUS")
-    domus = tuple(_build_domu(reader, i) for i in range(num_domus))
-
     xen, linux_mode = _host_kernel(reader)
+    num_domus = reader.count("NUM_DOMUS")
+    if linux_mode:
+        _check_no_dom0(reader, num_domus)
+    has_dom0 = check_dom0(raw.values)
+    xen_props = build_xen_props(raw.values, raw.source)
+    domus = tuple(_build_domu(reader, i, has_dom0, len(xen_props.cpupools))
+                  for i in range(num_domus))
+    check_domus([(d.index, d.boots_with_xen, d.props) for d in domus], has_dom0, raw.source,
+                raw.values)
+    if not linux_mode and not has_dom0 and not any(d.boots_with_xen for d in domus):
+        raise UserError("without DOM0_KERNEL at least one domU must be started by Xen "
+                        "(NUM_DOMUS, DOMU_KERNEL[n])", reader.where("NUM_DOMUS") or raw.source)
+
     boot = read_boot_options(reader, options.prepend_path, options.calc, linux_mode, num_domus)
-    load_cmd = options.load_cmd or reader.text("LOAD_CMD") or _covering_load_cmd(boot, domus)
+    load_cmd = (options.load_cmd or reader.text("LOAD_CMD")
+                or _covering_load_cmd(boot, domus, has_dom0))
     if not load_cmd:
         raise UserError("no load command: pass -t (tftp, sd, scsi, usb, virtio or a U-Boot "
                         "command) or set LOAD_CMD in the config")
@@ -201,7 +219,6 @@ def build_config(raw: RawConfig, options: Options) -> Config:
     dom0_rootfs = reader.binary("DOM0_ROOTFS")
     dom0_cmd = reader.text("DOM0_CMD") or ""
     if linux_mode:
-        _check_no_dom0(reader, num_domus)
         dom0_cmd = ""
     elif "root=" not in dom0_cmd:
         dom0_cmd = f"{dom0_cmd} {_deduce_dom0_root(boot.dom0_load or load_cmd, dom0_rootfs)}"
@@ -219,8 +236,9 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         memory_end=memory_end,
         device_tree=reader.required_binary("DEVICE_TREE"),
         xen=xen,
-        xen_cmd=_bootargs(reader, "XEN_CMD"),
-        dom0_kernel=None if linux_mode else reader.required_binary("DOM0_KERNEL"),
+        xen_cmd=choose_xen_cmd(raw.values, _bootargs(reader, "XEN_CMD"), has_dom0, xen_props,
+                               any(d.props.colors for d in domus)),
+        dom0_kernel=None if linux_mode else reader.binary("DOM0_KERNEL"),
         dom0_cmd=_check_quotes(dom0_cmd, "DOM0_CMD", reader.where("DOM0_CMD")),
         dom0_ramdisk=reader.binary("DOM0_RAMDISK"),
         dom0_rootfs=dom0_rootfs,
@@ -237,6 +255,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         partition_table=diskconfig.partition_table(reader, options.partition_table),
         boot_aux_files=diskconfig.boot_aux_files(reader),
         fit=fit,
+        xen_props=xen_props,
     )
     if config.fit and (boot.calc or boot.boot_cmd == "bootm"):
         what = "-s" if boot.calc else "BOOT_CMD=bootm"
@@ -276,10 +295,11 @@ def _check_no_dom0(reader: _Reader, num_domus: int) -> None:
                         "XEN instead of LINUX", reader.where("NUM_DOMUS"))
 
 
-def _covering_load_cmd(boot: BootOptions, domus: tuple[DomU, ...]) -> str | None:
+def _covering_load_cmd(boot: BootOptions, domus: tuple[DomU, ...],
+                       has_dom0: bool) -> str | None:
     """Without LOAD_CMD, XEN_LOAD may stand in when the per-image keys cover every file."""
     covered = {i for i, _ in boot.domu_load}
-    if boot.xen_load and (boot.linux_cmd or boot.dom0_load) and all(
+    if boot.xen_load and (boot.linux_cmd or boot.dom0_load or not has_dom0) and all(
             d.index in covered for d in domus if d.boots_with_xen):
         return boot.xen_load
     return None
@@ -359,7 +379,7 @@ def _deduce_dom0_root(load_cmd: str, rootfs: Binary | None) -> str:
     return f"root=/dev/{'sd' if kind == 'scsi' else 'vd'}{letter}{part}"
 
 
-def _build_domu(reader: _Reader, i: int) -> DomU:
+def _build_domu(reader: _Reader, i: int, has_dom0: bool = True, num_cpupools: int = 0) -> DomU:
     noboot = reader.flag("DOMU_NOBOOT", i)
     rootfs = reader.binary("DOMU_ROOTFS", i)
     kernel = reader.binary("DOMU_KERNEL", i)
@@ -372,10 +392,21 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
         raise UserError(f"DOMU_MEM[{i}]: must be at least 1 MiB", reader.where("DOMU_MEM", i))
     if vcpus == 0:
         raise UserError(f"DOMU_VCPUS[{i}]: must be at least 1", reader.where("DOMU_VCPUS", i))
+    props = build_domu_props(reader.raw.values, reader.raw.source, i, has_dom0=has_dom0,
+                             vcpus=vcpus, num_cpupools=num_cpupools)
+    if props.static_mem:
+        kib = props.static_mem_kib
+        if reader.where("DOMU_MEM", i) is not None and mem * 1024 != kib:
+            raise UserError(f"DOMU_MEM[{i}] is {mem} MiB but DOMU_STATIC_MEM[{i}] adds up to "
+                            f"{kib} KiB: leave DOMU_MEM[{i}] out", reader.where("DOMU_MEM", i))
+        mem = -(-kib // 1024)
+    cmd = _bootargs(reader, "DOMU_CMD", i)
+    if not props.vpl011 and not reader.raw.values.get(("DOMU_CMD", i)):
+        cmd = ""  # upstream: no console=ttyAMA0 without the virtual PL011
     return DomU(
         index=i,
         kernel=kernel,
-        cmd=_bootargs(reader, "DOMU_CMD", i),
+        cmd=cmd,
         ramdisk=reader.binary("DOMU_RAMDISK", i),
         passthrough_dtb=reader.binary("DOMU_PASSTHROUGH_DTB", i),
         mem_mib=mem,
@@ -385,6 +416,7 @@ def _build_domu(reader: _Reader, i: int) -> DomU:
         cmd_given=reader.raw.values["DOMU_CMD", i].text.strip()
         if ("DOMU_CMD", i) in reader.raw.values and reader.raw.values["DOMU_CMD", i].text
         else None,
+        props=props,
         driver_domain=reader.flag("DOMU_DRIVER_DOMAIN", i),
     )
 
@@ -488,6 +520,12 @@ def check_key(name: str, index: str | None, where: str) -> tuple[RawKey | None, 
         if index is not None:
             return None, f"{where}: {label}: unknown key, ignored"
         return None, None
+    if name == AFFINITY_KEY and index is not None and "," in index:
+        domu, _, vcpu = index.partition(",")
+        return (f"{name},{int(vcpu)}", int(domu)), None  # one raw key per [domU,vCPU]
+    if name == AFFINITY_KEY:
+        raise UserError(f"{name}[{index}]: write {name}[domU,vCPU]=pCPUs, with "
+                        f"`declare -A {name}`", where)
     if not setting.per_domu:
         if index not in (None, "0"):
             raise UserError(f"{name} is not a per-domU key: write {name}=..., not {name}[{index}]",

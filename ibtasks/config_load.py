@@ -57,7 +57,8 @@ def raw_from_bash(text: str, path: str, environ: Mapping[str, str]) -> RawConfig
     for assignment in parse_bash_config(text, path, environ):
         where = at_line(path, assignment.line)
         if assignment.replaces_array:
-            for key in [k for k in values if k[0] == assignment.name]:
+            # DOMU_VCPU_HARD_AFFINITY[n,v] is kept as ("DOMU_VCPU_HARD_AFFINITY,v", n)
+            for key in [k for k in values if k[0].split(",")[0] == assignment.name]:
                 del values[key]
             if assignment.index is None:
                 continue

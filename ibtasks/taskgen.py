@@ -33,6 +33,8 @@ from ibtasks.bootscript import render_boot_source, xen_uimage_name
 from ibtasks.calcscript import render_calc_boot_source
 from ibtasks.chosen import plan_chosen_edits
 from ibtasks.config import Binary, Config
+from ibtasks.domain_edits import edit_inputs as domain_edit_inputs
+from ibtasks.dtfacts import DtFacts, read_dt_facts
 from ibtasks.errors import UserError
 from ibtasks.fit import build_fit
 from ibtasks.fitplan import FitSettings, check_fit_fits, plan_fit
@@ -89,8 +91,10 @@ def run_step(func: Callable[..., None], *args: Any) -> TaskFailed | None:
 
 # ---- actions: module-level functions with explicit arguments ----------------------------------
 
-def check_binary(key: str, role: str, path: str, where: str, out: str) -> None:
-    """Check one input's type and record its sizes (and a DTB's reserved memory) as JSON."""
+def check_binary(key: str, role: str, path: str, where: str, out: str,
+                 dt_paths: tuple[str, ...] = ()) -> None:
+    """Check one input's type and record its sizes (and a DTB's reserved memory and the facts
+    the domain edits need, `dtfacts`) as JSON."""
     try:
         info = check_file(Path(path), Role(role), key)
     except UserError as exc:
@@ -100,6 +104,7 @@ def check_binary(key: str, role: str, path: str, where: str, out: str) -> None:
     if key == "DEVICE_TREE":
         data = Path(path).read_bytes()
         record["reserved"] = devicetree.read_reserved_regions(data, f"{key} ({path})")
+        record["facts"] = read_dt_facts(data, f"{key} ({path})", dt_paths).to_record()
     write_if_changed(out, (json.dumps(record, indent=1) + "\n").encode())
 
 
@@ -123,10 +128,16 @@ def write_layout(memory_start: int, memory_end: int, modules: list[tuple[str, st
     write_if_changed(out, layout.to_json())
 
 
-def write_edited_dtb(config: Config, dtb: str, layout_path: str, out: str) -> None:
+def read_facts(dtb_check: str) -> DtFacts:
+    """The input DTB's facts as its check task recorded them."""
+    return DtFacts.from_record(json.loads(Path(dtb_check).read_text())["facts"])
+
+
+def write_edited_dtb(config: Config, dtb: str, layout_path: str, out: str,
+                     dtb_check: str) -> None:
     """Apply the /chosen edits offline to the input DTB."""
     layout = Layout.from_json(Path(layout_path).read_bytes())
-    edits = plan_chosen_edits(config, layout)
+    edits = plan_chosen_edits(config, layout, read_facts(dtb_check))
     source = f"DEVICE_TREE ({config.device_tree.path})"
     # Overlays first, as the script's `fdt apply` runs before its edits.
     base = apply_overlays(Path(dtb).read_bytes(),
@@ -135,18 +146,21 @@ def write_edited_dtb(config: Config, dtb: str, layout_path: str, out: str) -> No
     write_atomic(out, devicetree.apply_edits(base, edits, source))
 
 
-def write_boot_source(config: Config, layout_path: str, out: str) -> None:
+def write_boot_source(config: Config, layout_path: str, out: str,
+                      dtb_check: str | None) -> None:
+    """The script text; with -s (no checks, `dtb_check` None) U-Boot computes the addresses."""
     extra = config.boot.append_extra_cmds
     if extra is not None:
         try:
             check_file(config.root_dir / extra.path, Role.TEXT, extra.key)
         except UserError as exc:
             raise UserError(exc.message, extra.where) from exc
-    if config.boot.calc:
+    if config.boot.calc or dtb_check is None:
         text = render_calc_boot_source(config)
     else:
         layout = Layout.from_json(Path(layout_path).read_bytes())
-        text = render_boot_source(config, layout, plan_chosen_edits(config, layout))
+        edits = plan_chosen_edits(config, layout, read_facts(dtb_check))
+        text = render_boot_source(config, layout, edits)
     write_atomic(out, text.encode())
 
 
@@ -233,7 +247,13 @@ def _edit_inputs(config: Config) -> dict[str, Any]:
         "linux_cmd": config.boot.linux_cmd,
         "modules": [b.key for b in config.binaries()],
         "domus": [[d.index, d.mem_mib, d.vcpus, d.cmd] for d in config.domus if d.boots_with_xen],
+        **domain_edit_inputs(config),
     }
+
+
+def _dt_paths(config: Config) -> tuple[str, ...]:
+    """Node paths whose existence the DEVICE_TREE check records (DOMU_PASSTHROUGH_PATHS)."""
+    return tuple(sorted({p for d in config.domus for p in d.props.passthrough_paths}))
 
 
 def _check_name(key: str) -> str:
@@ -260,15 +280,16 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
         target = str(work / "check" / f"{_check_name(binary.key)}.json")
         checks[binary.key] = target
         role = _role(config, binary)
+        dt_paths = _dt_paths(config) if binary is config.device_tree else ()
         yield {
             "basename": "ib_check",
             "name": binary.key,
             "doc": f"check {binary.key} is {role.value} and record its size",
             "actions": [(run_step, [check_binary, binary.key, role.value,
-                                    str(root / binary.path), binary.where, target])],
+                                    str(root / binary.path), binary.where, target, dt_paths])],
             "file_dep": [str(root / binary.path)],
             "targets": [target],
-            "uptodate": [config_changed({"role": role.value})],
+            "uptodate": [config_changed({"role": role.value, "dt_paths": list(dt_paths)})],
             "clean": True,
         }
 
@@ -295,13 +316,15 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
     scr_out = str(config.output_dir / (config.fit.name if config.fit else config.uboot_script))
     dtb_out = str(config.output_dir / config.fdtedit)
     overlays = [str(root / b.path) for b in config.boot.dt_overlays]
-    if not calc:
+    dtb_check = checks.get(config.device_tree.key)  # None with -s
+    if dtb_check is not None:
         yield {
             "basename": "ib_dtb",
             "doc": "write the DTB with the overlays and Xen's /chosen edits applied",
             "actions": [(run_step, [write_edited_dtb, config,
-                                    str(root / config.device_tree.path), layout, dtb_out])],
-            "file_dep": [str(root / config.device_tree.path), *overlays, layout],
+                                    str(root / config.device_tree.path), layout, dtb_out,
+                                    dtb_check])],
+            "file_dep": [str(root / config.device_tree.path), *overlays, layout, dtb_check],
             "targets": [dtb_out],
             "uptodate": [config_changed({**_edit_inputs(config),
                                          "overlays": [b.path for b in config.boot.dt_overlays]})],
@@ -311,8 +334,9 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
     yield {
         "basename": "ib_boot_source",
         "doc": "write the U-Boot script text",
-        "actions": [(run_step, [write_boot_source, config, layout, source_out])],
-        "file_dep": [layout, *([str(root / extra.path)] if extra else [])],
+        "actions": [(run_step, [write_boot_source, config, layout, source_out, dtb_check])],
+        "file_dep": [layout, *([dtb_check] if dtb_check else []),
+                     *([str(root / extra.path)] if extra else [])],
         "targets": [source_out],
         "uptodate": [config_changed({
             **_edit_inputs(config),

@@ -43,6 +43,10 @@ def dts_of(dtb: Path) -> str:
                           capture_output=True, text=True).stdout
 
 
+STRING_PROPS = ("compatible", "bootargs", "xen,xen-bootargs", "xen,dom0-bootargs", "xen,enhanced",
+                "llc-colors", "passthrough", "xen,shm-id", "cpupool-sched", "hard-affinity")
+
+
 def chosen_meaning(dtb: Path) -> dict[str, dict[str, object]]:
     """/chosen as {node kind: {property: value}}, independent of node naming and cell format.
 
@@ -65,7 +69,7 @@ def chosen_meaning(dtb: Path) -> dict[str, dict[str, object]]:
     def node_meaning(path: str) -> dict[str, object]:
         found: dict[str, object] = {}
         for prop in props(path):
-            if prop in ("compatible", "bootargs", "xen,xen-bootargs", "xen,dom0-bootargs"):
+            if prop in STRING_PROPS:
                 value = get(path, prop, "s")
                 if prop == "compatible":
                     # Later Xen also accepts "multiboot,module"; it adds no meaning here.

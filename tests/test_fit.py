@@ -283,7 +283,7 @@ def test_fit_that_ends_above_memory_end_is_rejected(seed_inputs: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == (
         "ibtasks: error: MEMORY_END: not enough memory for the FIT image boot.fit: loaded at "
-        "0x41e00000 it ends at 0x42cc7b9e, above MEMORY_END 0x42a00000 (0x2c7b9e (2915230) "
+        "0x41e00000 it ends at 0x42cc7bd6, above MEMORY_END 0x42a00000 (0x2c7bd6 (2915286) "
         "bytes short)\n")
     assert not (seed_inputs / "boot.fit").exists()
 

@@ -72,7 +72,13 @@ def test_chosen_after_the_scripts_fdt_commands_means_the_same(case: str, seed_in
     shutil.copy(seed_inputs / "mpsoc.dtb", theirs)
     apply_with_fdtput(ours, (seed_inputs / expected_source(expected).name).read_text())
     apply_with_fdtput(theirs, expected_source(expected).read_text())
-    assert chosen_meaning(ours) == chosen_meaning(theirs)
+    meaning = chosen_meaning(ours)
+    # Upstream since 2022 (10849af) gives domUs `xen,enhanced "enabled"` when a dom0 exists;
+    # the seed predates it, so it is the one difference allowed here.
+    for node in meaning.values():
+        if node.pop("xen,enhanced", "enabled") != "enabled":
+            raise AssertionError("xen,enhanced is not 'enabled'")
+    assert meaning == chosen_meaning(theirs)
 
 
 @pytest.mark.parametrize("case", CASES)

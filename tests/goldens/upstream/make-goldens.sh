@@ -1,16 +1,45 @@
-#!/bin/bash
-# Usage: make-goldens.sh GOLDEN_DIR UPSTREAM_SCRIPTS_DIR INPUTS_MAKER
-set -u
-for case_dir in "$1"/*/; do
-    [ -f "$case_dir/config" ] || continue  # passthrough-xl/ is not a script case
-    work=$(mktemp -d)
-    python3 "$3" "$work" > /dev/null
-    cp "$case_dir/config" "$work/config"
-    (cd "$work" && SOURCE_DATE_EPOCH=1700000000 bash "$2/uboot-script-gen" -c config -d . $(cat "$case_dir/args") > stdout 2> stderr; echo $? > exit-code)
-    rm -rf "$case_dir/expected"; mkdir "$case_dir/expected"
-    cp "$work"/stdout "$work"/exit-code "$case_dir/expected/"
-    for f in "$work"/*.source "$work"/*.its "$work"/*-fit.dtb; do [ -f "$f" ] && cp "$f" "$case_dir/expected/"; done
-    for f in "$work"/*.scr "$work"/*.ub; do [ -f "$f" ] && dumpimage -l "$f" | grep -v 'Created:' > "$case_dir/expected/$(basename "$f").dumpimage"; done
-    for f in "$work"/*.fit; do [ -f "$f" ] && dumpimage -l "$f" | grep -v 'Created:' > "$case_dir/expected/$(basename "$f").dumpimage-l"; done
-    rm -rf "$work"
+#!/usr/bin/env bash
+# Regenerate expected/ of every case (the folders with an `args` file) by running upstream
+# ImageBuilder's uboot-script-gen (Xilinx mirror, branch xlnx_rel_v2023.2 = upstream 37ba04b
+# 2022-12-09 + two Xilinx commits) outside this repository. Only its outputs are kept.
+# Usage: make-goldens.sh UPSTREAM_GIT_DIR        (MAKE_INPUTS=path overrides the inputs maker)
+set -eu
+upstream=$1
+here=$(cd "$(dirname "$0")" && pwd)
+make_inputs=$here/../../../../shared/reference/seed-goldens/make-inputs.py
+work=$(mktemp -d)
+mkdir "$work/scripts"
+for f in uboot-script-gen common; do
+    git -C "$upstream" show "origin/xlnx_rel_v2023.2:scripts/$f" > "$work/scripts/$f"
 done
+for case_dir in "$here"/*/; do
+    [ -f "$case_dir/args" ] || continue  # passthrough-xl/ is made differently (its README)
+    name=$(basename "$case_dir")
+    rm -rf "$work/$name" "$case_dir/expected"
+    mkdir -p "$work/$name" "$case_dir/expected"
+    python3 "${MAKE_INPUTS:-$make_inputs}" "$work/$name" > /dev/null
+    cp "$case_dir/config" "$work/$name/config"
+    status=0
+    # shellcheck disable=SC2046
+    (cd "$work/$name" && SOURCE_DATE_EPOCH=1700000000 \
+        bash "$work/scripts/uboot-script-gen" -c config -d . $(cat "$case_dir/args") \
+        > "$case_dir/expected/stdout" 2> /dev/null) || status=$?
+    echo "$status" > "$case_dir/expected/exit-code"
+    # The script, and in FIT mode the .its and the offline-edited DTB; the .fit is kept as its
+    # `dumpimage -l` listing only (it holds copies of the inputs).
+    for f in "$work/$name"/*.source "$work/$name"/*.its "$work/$name"/*-fit.dtb; do
+        if [ -f "$f" ]; then cp "$f" "$case_dir/expected/"; fi
+    done
+    # Script images and bootm's xen.ub as their `dumpimage -l` listings.
+    for f in "$work/$name"/*.scr "$work/$name"/*.ub; do
+        if [ -f "$f" ]; then
+            dumpimage -l "$f" | grep -v 'Created:' > "$case_dir/expected/$(basename "$f").dumpimage"
+        fi
+    done
+    for f in "$work/$name"/*.fit; do
+        if [ -f "$f" ]; then
+            dumpimage -l "$f" | grep -v 'Created:' > "$case_dir/expected/$(basename "$f").dumpimage-l"
+        fi
+    done
+done
+rm -rf "$work"

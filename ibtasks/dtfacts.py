@@ -1,0 +1,78 @@
+"""What the domain edits need to know about the input DTB, read once by the DEVICE_TREE check.
+
+The check task records these facts in its JSON, so the DTB and boot.source tasks depend on a
+small file instead of parsing the DTB again: the root node's cell sizes (for xen,static-heap),
+every phandle in use (new ones must not collide), the /cpus children and their phandles (for
+cpupools) and whether each DOMU_PASSTHROUGH_PATHS node exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import fdt
+
+from ibtasks.devicetree import _child, _parse, _raw
+
+
+@dataclass(frozen=True)
+class DtFacts:
+    """Facts of the input DTB; the defaults describe a tree with nothing of interest."""
+
+    address_cells: int = 2
+    size_cells: int = 1
+    phandles: tuple[int, ...] = ()
+    cpus: Mapping[str, int | None] = field(default_factory=dict)  # /cpus child -> phandle
+    nodes: Mapping[str, bool] = field(default_factory=dict)  # asked-for path -> exists
+
+    def to_record(self) -> dict[str, Any]:
+        return {"address_cells": self.address_cells, "size_cells": self.size_cells,
+                "phandles": list(self.phandles), "cpus": dict(self.cpus),
+                "nodes": dict(self.nodes)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> DtFacts:
+        return cls(record["address_cells"], record["size_cells"], tuple(record["phandles"]),
+                   dict(record["cpus"]), dict(record["nodes"]))
+
+
+def _cell(node: fdt.Node, name: str) -> int | None:
+    prop = node.get_property(name)
+    if prop is None:
+        return None
+    raw = _raw(prop)
+    return int.from_bytes(raw, "big") if len(raw) == 4 else None
+
+
+def _walk(node: fdt.Node) -> Iterator[fdt.Node]:
+    yield node
+    for child in node.nodes:
+        yield from _walk(child)
+
+
+def read_dt_facts(data: bytes, source: str, paths: Iterable[str] = ()) -> DtFacts:
+    """The facts of a DTB; `paths` are node paths whose existence is recorded."""
+    tree, _ = _parse(data, source)
+    root = tree.root
+    phandles = sorted({value for node in _walk(root) for name in ("phandle", "linux,phandle")
+                       if (value := _cell(node, name)) is not None})
+    cpus_node = _child(root, "cpus")
+    cpus = {} if cpus_node is None else {
+        child.name: _cell(child, "phandle") or _cell(child, "linux,phandle")
+        for child in cpus_node.nodes}
+    nodes = {}
+    for path in paths:
+        node: fdt.Node | None = root
+        for part in (p for p in path.split("/") if p):
+            node = _child(node, part) if node is not None else None
+        nodes[path] = node is not None
+    address_cells, size_cells = _cell(root, "#address-cells"), _cell(root, "#size-cells")
+    return DtFacts(
+        address_cells=2 if address_cells is None else address_cells,  # DT spec defaults
+        size_cells=1 if size_cells is None else size_cells,
+        phandles=tuple(phandles),
+        cpus=cpus,
+        nodes=nodes,
+    )
