@@ -266,11 +266,25 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         if config.preedited_dtb:
             raise UserError("--preedited-dtb cannot be combined with -s: the edited DTB needs "
                             "the load addresses, which -s leaves to U-Boot")
+        _check_no_dtb_facts_needed(raw)
         # -s: files need not exist now; only the one we read while generating must.
         _check_inputs_exist(config, [boot.append_extra_cmds] if boot.append_extra_cmds else [])
     else:
         _check_inputs_exist(config)
     return config
+
+
+# Keys whose edits need facts of the input DTB (phandles, cell sizes, node paths), which -s
+# does not read.
+DTB_FACT_KEYS = ("CPUPOOL", "XEN_STATIC_HEAP", "DOMU_STATIC_EVTCHNS", "DOMU_PASSTHROUGH_PATHS")
+
+
+def _check_no_dtb_facts_needed(raw: RawConfig) -> None:
+    for (name, index), value in sorted(raw.values.items(), key=lambda kv: kv[1].where):
+        if name in DTB_FACT_KEYS and value.text.strip():
+            label = name if index is None else f"{name}[{index}]"
+            raise UserError(f"{label}: needs facts of the DTB (phandles, cell sizes, node "
+                            "paths), which -s does not read; drop -s", value.where)
 
 
 def _host_kernel(reader: _Reader) -> tuple[Binary, bool]:

@@ -149,3 +149,13 @@ def test_bootefi_with_computed_addresses_loads_xen_last(seed_inputs: Path) -> No
     loads = [line for line in lines if line.startswith(("tftpb", "load"))]
     assert loads[-1] == "tftpb ${memaddr} xen"
     assert lines[-1] == "bootefi ${xen_addr} ${device_tree_addr}"
+
+
+def test_keys_that_need_the_dtb_are_rejected_with_computed_addresses(seed_inputs: Path) -> None:
+    (seed_inputs / "config").write_text(CONFIG + 'XEN_STATIC_HEAP="0x50000000 0x1000000"\n')
+    result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", "-s",
+                         cwd=seed_inputs)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "ibtasks: error: config:13: XEN_STATIC_HEAP: needs facts of the DTB (phandles, cell "
+        "sizes, node paths), which -s does not read; drop -s\n")
