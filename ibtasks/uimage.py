@@ -31,35 +31,19 @@ class ScriptImage:
 
 
 def build_script_image(image: ScriptImage) -> bytes:
-    """A legacy script image; the header's address fields hold 32 bits, as mkimage's."""
+    """A legacy script image: a legacy image whose payload is a length table, then the script."""
     data = struct.pack(">II", len(image.script), 0) + image.script
-    address = image.load & 0xFFFFFFFF
-
-    def header(header_crc: int) -> bytes:
-        return HEADER.pack(MAGIC, header_crc, image.timestamp & 0xFFFFFFFF, len(data), address,
-                           address, zlib.crc32(data), OS_LINUX, ARCH_ARM64, TYPE_SCRIPT,
-                           COMP_NONE, image.name.ljust(32, b"\0")[:32])
-
-    return header(zlib.crc32(header(0))) + data
+    return build_legacy_image(LegacyImage(data, image.load, image.load, image.timestamp,
+                                          TYPE_SCRIPT, image.name))
 
 
 def parse_script_image(blob: bytes) -> ScriptImage:
     """Read back a script image built by us or mkimage; ValueError if it is not one."""
-    if len(blob) < HEADER.size:
-        raise ValueError("shorter than a uImage header")
-    (magic, hcrc, timestamp, size, load, _entry, dcrc, _os, _arch, kind, _comp,
-     name) = HEADER.unpack_from(blob)
-    if magic != MAGIC:
-        raise ValueError(f"bad magic {magic:#x}")
-    if zlib.crc32(blob[:4] + b"\0\0\0\0" + blob[8:HEADER.size]) != hcrc:
-        raise ValueError("header CRC mismatch")
-    data = blob[HEADER.size:HEADER.size + size]
-    if len(data) != size or zlib.crc32(data) != dcrc:
-        raise ValueError("data CRC mismatch")
-    if kind != TYPE_SCRIPT:
-        raise ValueError(f"image type {kind} is not a script")
-    (length,) = struct.unpack_from(">I", data)
-    return ScriptImage(data[8:8 + length], load, timestamp, name.rstrip(b"\0"))
+    image = parse_legacy_image(blob)
+    if image.kind != TYPE_SCRIPT:
+        raise ValueError(f"image type {image.kind} is not a script")
+    (length,) = struct.unpack_from(">I", image.data)
+    return ScriptImage(image.data[8:8 + length], image.load, image.timestamp, image.name)
 
 
 @dataclass(frozen=True)
