@@ -135,10 +135,12 @@ def boot_system(
     media_args: Sequence[str] | None = None,
     failure_patterns: Sequence[str] = DEFAULT_FAILURE_PATTERNS,
     log_path: Path | None = None,
+    machine: Machine = MACHINE,
 ) -> BootResult:
     """Boot under QEMU (by default the TFTP directory `workdir`); print which marker arrived when.
 
-    `commands` and `media_args` boot something else, such as a disk (`disk_commands`).
+    `commands` and `media_args` boot something else, such as a disk (`disk_commands`); `machine`
+    another board (its DTB must be dumped with the same options, `board.build_dtb`).
     """
     spec = BootSpec(
         commands=tuple(tftp_commands() if commands is None else commands),
@@ -147,7 +149,7 @@ def boot_system(
         failure_patterns=tuple(failure_patterns),
         log_path=log_path or workdir / "console.log",
         media_args=tuple(tftp_args(workdir) if media_args is None else media_args),
-        machine=MACHINE,
+        machine=machine,
         timeout_seconds=240.0,
         idle_seconds=idle_seconds,
         settle_seconds=settle_seconds,
