@@ -17,14 +17,17 @@ parsing static shared memory nodes", and no "cpupool-cpus". So the boot test boo
 - static-heap: both domains reach init, and dom0's 1:1 memory bank is 0x50000000-0x70000000,
   inside the static heap (0x60000000-0x80000000 on the default boot).
 
-It does not boot (the DT test still covers them):
+It does not boot these (the DT test still covers them); what a boot of each did, tried once by
+hand with the same runner:
 
-- static-mem: without CONFIG_STATIC_MEMORY Xen has no static allocator; `xen,static-mem` is only
-  parsed and reserved, and the domU cannot get its memory (Xen's CI builds with the option);
-- static-shared-mem: needs CONFIG_STATIC_SHM (and STATIC_MEMORY); this Xen refuses the
-  `xen,domain-shared-memory-v1` nodes with the message above;
-- boot-cpupools: without CONFIG_BOOT_TIME_CPUPOOLS the `xen,cpupool` nodes are ignored and the
-  domU runs in Pool-0, so a boot would prove nothing about the pool.
+- static-mem: without CONFIG_STATIC_MEMORY Xen has no static allocator; it loads dom0, then
+  panics "direct-map is not valid for domain domU0 without static allocation." (Xen's CI builds
+  with the option);
+- static-shared-mem: needs CONFIG_STATIC_SHM (and STATIC_MEMORY); Xen never loads dom0 (its
+  boot-time DT scan gives up at the shared-mem node, with the message above printed before the
+  console is up) and panics "At the moment, Xenstore support requires dom0 to be present";
+- boot-cpupools: without CONFIG_BOOT_TIME_CPUPOOLS the `xen,cpupool` node is ignored: dom0 and
+  domU0 reach init, but the domU runs in Pool-0, so a boot would prove nothing about the pool.
 """
 
 from __future__ import annotations
