@@ -2,6 +2,6 @@
 
 import sys
 
-from ibtasks.cli import main
+from ibtasks.entry import main
 
 sys.exit(main())

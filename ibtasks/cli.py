@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from ibtasks import __version__
 from ibtasks.errors import UserError
-from ibtasks.stamp import replay_if_unchanged, stamp_path, write_stamp
+from ibtasks.stamp import remove_stamp, stamp_for, write_stamp
 
 if TYPE_CHECKING:
     from ibtasks.config import Binary, Config
@@ -155,7 +155,7 @@ def _remove_outputs(paths: Sequence[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-def uboot_script_gen(args: argparse.Namespace, stamp: Path) -> int:
+def uboot_script_gen(args: argparse.Namespace, stamp: str | None) -> int:
     from ibtasks.bootscript import render_final_message
     from ibtasks.doitrun import run_graph
     from ibtasks.layout import Layout, render_memory_map
@@ -181,7 +181,7 @@ def uboot_script_gen(args: argparse.Namespace, stamp: Path) -> int:
                       "for dom0less VMs.\n")
     out.write(render_final_message(config, layout))
     sys.stdout.write(out.getvalue())
-    if not config.warnings:
+    if stamp is not None and not config.warnings:
         checks = (work / "check").iterdir() if (work / "check").is_dir() else iter(())
         files = [args.config, *(str(p) for p in outputs(config)), str(work / "layout.json"),
                  str(work / "doit-deps.json"), *(str(p) for p in checks),
@@ -226,28 +226,16 @@ def disk_image(args: argparse.Namespace) -> int:
     return code
 
 
-def _fast_stamp(args: argparse.Namespace, argv: Sequence[str]) -> Path:
-    """Where this command line's stamp lives (under the output directory's work dir)."""
-    out_dir = Path(args.output_dir) if args.output_dir else Path(args.root)
-    return stamp_path(out_dir / ".ibtasks", argv, os.getcwd())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "disk-image":
             return disk_image(args)
-        stamp = _fast_stamp(args, argv)
-        if not args.doit_args:
-            replay = replay_if_unchanged(stamp)
-            if replay is not None:
-                sys.stdout.write(replay)
-                return 0
-        try:
-            stamp.unlink(missing_ok=True)
-        except OSError:
-            pass  # no readable work dir yet: the build itself reports what is wrong
+        # The no-op fast path (entry.main) found this command's stamp stale or missing.
+        stamp = stamp_for(argv, os.getcwd()) if not args.doit_args else None
+        if stamp is not None:
+            remove_stamp(stamp)
         return uboot_script_gen(args, stamp)
     except UserError as exc:
         sys.stderr.write(f"ibtasks: error: {exc}\n")

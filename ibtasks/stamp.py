@@ -13,15 +13,38 @@ import json
 import os
 import zlib
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+
+# uboot-script-gen's options that take a value (see cli.build_parser).
+VALUE_FLAGS = frozenset({"-c", "-d", "-t", "-o", "-p", "-k", "-u", "--output-dir"})
 
 
-def stamp_path(work: Path, argv: Sequence[str], cwd: str) -> Path:
-    """One stamp per command line and working directory."""
+def stamp_for(argv: Sequence[str], cwd: str) -> str | None:
+    """The stamp file of a `uboot-script-gen` command line, or None if it gets none.
+
+    Read from argv with os.path only (argparse and pathlib cost ~9 ms, a third of a no-op):
+    writer and reader call this same function, so a command line it cannot place (`-d.`, doit
+    arguments after `--`) simply never takes the fast path.
+    """
+    if not argv or argv[0] != "uboot-script-gen" or "--" in argv:
+        return None
+    root = out = None
+    i = 1
+    while i < len(argv):
+        if argv[i] in VALUE_FLAGS and i + 1 < len(argv):
+            if argv[i] == "-d":
+                root = argv[i + 1]
+            elif argv[i] == "--output-dir":
+                out = argv[i + 1]
+            i += 2
+            continue
+        i += 1
+    directory = out or root
+    if directory is None:
+        return None
     # zlib, not hashlib: importing hashlib (OpenSSL) costs ~3 ms, a tenth of this path.
     text = json.dumps([list(argv), cwd]).encode()
     key = f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
-    return work / f"last-run-{key}.json"
+    return os.path.join(directory, ".ibtasks", f"last-run-{key}.json")
 
 
 def _file_state(path: str) -> list[int] | None:
@@ -32,7 +55,7 @@ def _file_state(path: str) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size]
 
 
-def write_stamp(path: Path, files: Iterable[str], environ: dict[str, str | None],
+def write_stamp(path: str, files: Iterable[str], environ: dict[str, str | None],
                 stdout: str) -> None:
     """Record the state that made this run a success (written atomically)."""
     from ibtasks.fsutil import write_atomic
@@ -45,10 +68,11 @@ def write_stamp(path: Path, files: Iterable[str], environ: dict[str, str | None]
     write_atomic(path, json.dumps(record).encode())
 
 
-def replay_if_unchanged(path: Path) -> str | None:
+def replay_if_unchanged(path: str) -> str | None:
     """The recorded stdout if every recorded file and variable is as it was, else None."""
     try:
-        record = json.loads(path.read_text())
+        with open(path) as f:
+            record = json.load(f)
     except (OSError, ValueError):
         return None
     for name, value in record["environ"].items():
@@ -58,3 +82,11 @@ def replay_if_unchanged(path: Path) -> str | None:
         if state is None or _file_state(file) != state:
             return None
     return str(record["stdout"])
+
+
+def remove_stamp(path: str) -> None:
+    """Forget the last run (before a build: a failed build must not be replayed)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # none yet, or no readable work dir: the build itself reports what is wrong
