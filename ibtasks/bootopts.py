@@ -69,14 +69,8 @@ def read_boot_options(reader: _Reader, prepend_path: str, calc: bool, linux_mode
         raise UserError("BOOT_CMD: bootm needs Xen wrapped in a uImage whose header holds its "
                         "load address, which -s leaves to U-Boot; use booti or drop -s",
                         reader.where("BOOT_CMD"))
-    num_overlays = reader.count("NUM_DT_OVERLAY")
-    overlays = []
-    for i in range(num_overlays):
-        overlay = reader.binary("DT_OVERLAY", i)
-        if overlay is None:
-            raise UserError(f"DT_OVERLAY[{i}] is required (NUM_DT_OVERLAY is {num_overlays})",
-                            reader.where("NUM_DT_OVERLAY"))
-        overlays.append(overlay)
+    overlays = reader.counted_binaries("DT_OVERLAY", "NUM_DT_OVERLAY")
+    num_overlays = len(overlays)
     for index in _indices(reader, "DT_OVERLAY"):
         if index >= num_overlays:
             raise UserError(f"DT_OVERLAY[{index}] is set but NUM_DT_OVERLAY is {num_overlays}",

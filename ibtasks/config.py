@@ -508,6 +508,18 @@ class _Reader:
             return None
         return Binary(self.label(name, index), text, self.where(name, index) or self.raw.source)
 
+    def counted_binaries(self, name: str, count_name: str) -> tuple[Binary, ...]:
+        """`NAME[0]` to `NAME[COUNT-1]` (DT_OVERLAY, BOOT_AUX_FILE), each of which must be set."""
+        count = self.count(count_name)
+        found = []
+        for index in range(count):
+            binary = self.binary(name, index)
+            if binary is None:
+                raise UserError(f"{name}[{index}] is not set ({count_name} is {count})",
+                                self.where(count_name))
+            found.append(binary)
+        return tuple(found)
+
     def required_binary(self, name: str) -> Binary:
         self.required(name)
         binary = self.binary(name)

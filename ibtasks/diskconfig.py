@@ -40,15 +40,7 @@ def partition_table(reader: _Reader, from_cli: str | None) -> str:
 
 def boot_aux_files(reader: _Reader) -> tuple[Binary, ...]:
     """BOOT_AUX_FILE[0] to [NUM_BOOT_AUX_FILE-1]; each must be set (existence is checked later)."""
-    count = reader.count("NUM_BOOT_AUX_FILE")
-    found = []
-    for index in range(count):
-        binary = reader.binary("BOOT_AUX_FILE", index)
-        if binary is None:
-            raise UserError(f"BOOT_AUX_FILE[{index}] is not set (NUM_BOOT_AUX_FILE is {count})",
-                            reader.where("NUM_BOOT_AUX_FILE"))
-        found.append(binary)
-    return tuple(found)
+    return reader.counted_binaries("BOOT_AUX_FILE", "NUM_BOOT_AUX_FILE")
 
 
 def check_disk_config(config: Config) -> None:

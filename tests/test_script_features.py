@@ -290,7 +290,7 @@ def test_overlay_that_does_not_apply_is_rejected_naming_it(seed_inputs: Path) ->
 
 def test_missing_overlay_entry_is_rejected(seed_inputs: Path) -> None:
     assert error(seed_inputs, BASE + "NUM_DT_OVERLAY=2\nDT_OVERLAY[0]=overlay.dtbo\n") == (
-        "ibtasks: error: config:6: DT_OVERLAY[1] is required (NUM_DT_OVERLAY is 2)\n")
+        "ibtasks: error: config:6: DT_OVERLAY[1] is not set (NUM_DT_OVERLAY is 2)\n")
 
 
 def test_overlay_beyond_num_dt_overlay_is_rejected(seed_inputs: Path) -> None:
