@@ -427,9 +427,7 @@ def _build_domu(reader: _Reader, i: int, has_dom0: bool = True, num_cpupools: in
         vcpus=vcpus,
         noboot=noboot,
         rootfs=rootfs,
-        cmd_given=reader.raw.values["DOMU_CMD", i].text.strip()
-        if ("DOMU_CMD", i) in reader.raw.values and reader.raw.values["DOMU_CMD", i].text
-        else None,
+        cmd_given=reader.given("DOMU_CMD", i),
         props=props,
         driver_domain=reader.flag("DOMU_DRIVER_DOMAIN", i),
     )
@@ -466,6 +464,11 @@ class _Reader:
     def where(self, name: str, index: int | None = None) -> str | None:
         value = self.raw.values.get((name, index))
         return value.where if value else None
+
+    def given(self, name: str, index: int | None = None) -> str | None:
+        """The value as the user wrote it (stripped), None when unset or empty: no default."""
+        value = self.raw.values.get((name, index))
+        return value.text.strip() if value is not None and value.text else None
 
     def text(self, name: str, index: int | None = None) -> str | None:
         value = self.raw.values.get((name, index))

@@ -8,6 +8,7 @@ once, and a no-op stays near-instant whatever the size of the inputs.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from typing import Any
@@ -22,6 +23,7 @@ class DigestCache:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.dirty = False
         self.entries: dict[str, list[Any]] = {}
         try:
             with open(path) as f:
@@ -35,13 +37,20 @@ class DigestCache:
             return str(entry[2])
         digest = get_file_md5(file_path)
         self.entries[file_path] = [mtime, size, digest]
-        write_atomic(self.path, json.dumps(self.entries).encode())
+        self.dirty = True
         return digest
+
+    def save(self) -> None:
+        """Write the cache once, if anything was hashed (not once per file)."""
+        if self.dirty:
+            write_atomic(self.path, json.dumps(self.entries).encode())
+            self.dirty = False
 
 
 def make_checker(cache_path: str) -> type[MD5Checker]:
     """A checker class (doit instantiates it without arguments) bound to one cache file."""
     cache = DigestCache(cache_path)
+    atexit.register(cache.save)
 
     class CachedMD5Checker(MD5Checker):  # type: ignore[misc]
         def check_modified(self, file_path: str, file_stat: os.stat_result,

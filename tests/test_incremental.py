@@ -153,3 +153,16 @@ def test_the_fast_path_notices_an_environment_variable_the_config_uses(seed_inpu
     plain_build(seed_inputs, env={"XEN_BINARY": "xen"})
     plain_build(seed_inputs, env={"XEN_BINARY": "xen-other"})
     assert "tftpb 0xE00000 xen-other" in (seed_inputs / "boot.source").read_text()
+
+
+def test_the_fast_path_knows_every_option_that_takes_a_value() -> None:
+    """stamp.stamp_for scans argv without argparse; it must skip the same option values."""
+    from ibtasks.cli import build_parser
+    from ibtasks.stamp import VALUE_FLAGS
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    script = commands.choices["uboot-script-gen"]  # type: ignore[index]
+    takes_value = {flag for action in script._actions if action.option_strings
+                   and action.nargs != 0 for flag in action.option_strings}
+    assert takes_value == VALUE_FLAGS
