@@ -147,6 +147,8 @@ def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None)
 
 
 def _check_writable(directory: Path) -> None:
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise UserError(f"{directory}: is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
