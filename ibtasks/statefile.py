@@ -32,8 +32,8 @@ def set_aside(path: str | os.PathLike[str], why: str) -> None:
         return
     except OSError as exc:
         raise UserError(f"{name}: cannot be read ({why}) nor set aside: {exc.strerror}") from exc
-    sys.stderr.write(f"ibtasks: warning: {name}: unreadable ({why}); set aside as "
-                     f"{os.path.basename(name)}{CORRUPT_SUFFIX}, starting afresh\n")
+    sys.stderr.write(f"ibtasks: warning: {os.path.normpath(name)}: unreadable ({why}); "
+                     f"set aside as {os.path.basename(name)}{CORRUPT_SUFFIX}, starting afresh\n")
 
 
 def read_state(path: str | os.PathLike[str], valid: Callable[[Any], bool]) -> Any | None:

@@ -67,7 +67,7 @@ def test_concurrent_builds_of_one_directory_all_succeed_with_sequential_bytes(
                                   stderr=subprocess.PIPE, text=True)
                  for argv in (DISK, SCRIPT, DISK, SCRIPT, SCRIPT, SCRIPT)]
         for proc in procs:
-            out, err = proc.communicate(timeout=120)
+            _, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err
             for line in err.splitlines():
                 assert line.startswith("ibtasks: waiting for another build of . (pid "), err
