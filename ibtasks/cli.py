@@ -182,6 +182,7 @@ def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
 
     out_dir = _output_dir(args)
     state = out_dir / WORK_DIR_NAME
+    _check_writable(out_dir)
     _make_folder(state, "the state folder")
     try:
         timeout = lock_timeout(os.environ)
