@@ -5,6 +5,8 @@
                        [--table gpt|dos]
 
 User errors print one line (`ibtasks: error: ...`) and exit non-zero; anything else is a bug.
+A build holds its directory's lock (ibtasks.buildlock) from before it reads the config until
+its cleanup is done, and touches only files it wrote (ibtasks.ownership).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ibtasks import __version__
 from ibtasks.errors import UserError
@@ -23,6 +25,7 @@ from ibtasks.stamp import remove_stamp, stamp_for, write_stamp
 
 if TYPE_CHECKING:
     from ibtasks.config import Binary, Config
+    from ibtasks.ownership import OutputGuard
 
 # Imports of doit and of our graph modules cost ~70 ms; they happen only past the no-op fast
 # path (see ibtasks.stamp), inside the functions that need them.
@@ -106,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None) -> Config:
+    """The validated config of a command line; when it does not validate, `guard` removes the
+    outputs it names that ibtasks wrote earlier (never a user's file)."""
     from ibtasks.config import Options, build_config, output_paths, resolve_load_cmd
     from ibtasks.config_load import read_config_file
 
@@ -132,7 +137,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     try:
         config = build_config(raw, options)
     except UserError:
-        _remove_outputs(output_paths(raw, options))
+        if guard is not None:
+            guard.remove_ours(output_paths(raw, options))
         raise
     for warning in config.warnings:
         sys.stderr.write(f"ibtasks: warning: {warning}\n")
@@ -141,6 +147,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def _check_writable(directory: Path) -> None:
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise UserError(f"{directory}: is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -149,27 +157,119 @@ def _check_writable(directory: Path) -> None:
         raise UserError(f"output directory {directory} is not writable")
 
 
-def _remove_outputs(paths: Sequence[Path]) -> None:
-    """After a failure, leave nothing a later build or a user could take as a finished output."""
-    for path in paths:
-        path.unlink(missing_ok=True)
+def _output_dir(args: argparse.Namespace) -> Path:
+    """Where outputs and the state folder go: --output-dir, else -d (see config.Options)."""
+    root = Path(args.root)
+    if not root.is_dir():
+        raise UserError(f"-d {args.root}: not a directory")
+    output_dir = getattr(args, "output_dir", None)
+    return Path(output_dir) if output_dir else root
 
 
-def uboot_script_gen(args: argparse.Namespace, stamp: str | None) -> int:
+def _make_folder(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {what} {folder}: {exc.strerror}") from exc
+
+
+def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
+    """Run the command holding the lock of its state folder (and of disk-image's -w folder),
+    after healing what a killed build left: set-aside files, temporaries (ibtasks.ownership)."""
+    from ibtasks.buildlock import BuildLock, LockTimeout, hold_locks, lock_timeout
+    from ibtasks.ownership import OutputGuard, remove_stale_temporaries
+    from ibtasks.taskgen import WORK_DIR_NAME
+
+    out_dir = _output_dir(args)
+    state = out_dir / WORK_DIR_NAME
+    _check_writable(out_dir)
+    _make_folder(state, "the state folder")
+    try:
+        timeout = lock_timeout(os.environ)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    locks = [BuildLock(str(state / "lock"), str(out_dir), timeout)]
+    folders = [state, state / "check", out_dir]
+    work = getattr(args, "work", None)
+    if work and os.path.realpath(work) != os.path.realpath(state):
+        _make_folder(Path(work), "the work folder")
+        locks.append(BuildLock(str(Path(work) / ".ibtasks-lock"), work, timeout))
+        folders.append(Path(work))
+    exact = []
+    image = getattr(args, "image", None)
+    if image:
+        folders.append(Path(image).parent)
+        exact.append(Path(f"{image}.partial"))
+    try:
+        with hold_locks(locks):
+            guard = OutputGuard(state)
+            guard.heal()
+            remove_stale_temporaries(folders, exact)
+            _heal_state_files(state, stamp)
+            if args.command == "disk-image":
+                return disk_image(args, guard)
+            return uboot_script_gen(args, stamp, guard)
+    except LockTimeout as exc:
+        raise UserError(str(exc)) from exc
+    except OSError as exc:  # the lock file itself
+        raise UserError(f"cannot lock {exc.filename or state}: {exc.strerror}") from exc
+
+
+def _heal_state_files(state: Path, stamp: str | None) -> None:
+    """Set aside the records our tasks pass on (layout.json, check records) and this command's
+    no-op stamp when they cannot be read: their tasks then run again (ibtasks.statefile).
+    Then forget the stamp: a build that fails must not be replayed."""
+    from ibtasks.statefile import check_state_file
+
+    check_state_file(state / "layout.json")
+    try:
+        checks = sorted((state / "check").glob("*.json"))
+    except OSError:
+        checks = []
+    for record in checks:
+        check_state_file(record)
+    if stamp is not None:
+        check_state_file(stamp)
+        remove_stamp(stamp)
+
+
+def run_guarded(guard: OutputGuard, paths: Sequence[Path], argv: Sequence[str],
+                run: Any) -> int:
+    """Run `run()` (a doit command) for outputs `paths`: with `run`, files ibtasks did not
+    write are set aside first; success records the outputs, failure removes them and puts the
+    set-aside files back (ibtasks.ownership)."""
+    from ibtasks.ownership import check_output_paths
+
+    if argv[0] != "run":
+        return int(run())
+    check_output_paths(paths)
+    guard.begin(paths)
+    try:
+        code = int(run())
+    except BaseException:
+        guard.abort(paths)
+        raise
+    if code == 0:
+        guard.commit(paths)
+    else:
+        guard.abort(paths)
+    return code
+
+
+def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputGuard) -> int:
     from ibtasks.bootscript import render_final_message
     from ibtasks.doitrun import run_graph
     from ibtasks.layout import Layout, render_memory_map
     from ibtasks.taskgen import boot_tasks, outputs, source_date_epoch, work_dir
 
-    config = config_from_args(args)
+    config = config_from_args(args, guard)
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
     work = work_dir(config)
-    code = run_graph(lambda: boot_tasks(config, epoch), work, argv, args.verbose)
-    if argv[0] != "run":
-        return code
-    if code != 0:
-        _remove_outputs(outputs(config))
+    code = run_guarded(guard, outputs(config), argv,
+                       lambda: run_graph(lambda: boot_tasks(config, epoch), work, argv,
+                                         args.verbose))
+    if argv[0] != "run" or code != 0:
         return code
     layout = Layout.from_json((work / "layout.json").read_bytes())
     out = io.StringIO()
@@ -198,13 +298,13 @@ def _read_inputs(config: Config) -> list[Binary]:
     return extra + ([] if config.boot.calc else config.binaries())
 
 
-def disk_image(args: argparse.Namespace) -> int:
+def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     from ibtasks.diskconfig import check_disk_config
     from ibtasks.disktasks import DiskOptions, all_tasks, disk_outputs
     from ibtasks.doitrun import run_graph
     from ibtasks.taskgen import outputs, source_date_epoch, work_dir
 
-    config = config_from_args(args)
+    config = config_from_args(args, guard)
     if args.slack < 0:
         raise UserError(f"-s {args.slack}: the slack must be 0 MiB or more")
     work = Path(args.work) if args.work else work_dir(config)
@@ -216,27 +316,24 @@ def disk_image(args: argparse.Namespace) -> int:
     try:
         check_disk_config(config)
     except UserError:
-        _remove_outputs([*outputs(config), *disk_outputs(options)])
+        guard.remove_ours([*outputs(config), *disk_outputs(options)])
         raise
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
-    code = run_graph(lambda: all_tasks(config, options, epoch), work, argv, args.verbose)
-    if argv[0] == "run" and code != 0:
-        _remove_outputs([*outputs(config), *disk_outputs(options)])
-    return code
+    return run_guarded(guard, [*outputs(config), *disk_outputs(options)], argv,
+                       lambda: run_graph(lambda: all_tasks(config, options, epoch), work, argv,
+                                         args.verbose))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "disk-image":
-            return disk_image(args)
-        # The no-op fast path (entry.main) found this command's stamp stale or missing.
-        stamp = stamp_for(argv, os.getcwd()) if not args.doit_args else None
-        if stamp is not None:
-            remove_stamp(stamp)
-        return uboot_script_gen(args, stamp)
+        stamp = None
+        if args.command == "uboot-script-gen" and not args.doit_args:
+            # The no-op fast path (entry.main) found this command's stamp stale or missing.
+            stamp = stamp_for(argv, os.getcwd())
+        return run_locked(args, stamp)
     except UserError as exc:
         sys.stderr.write(f"ibtasks: error: {exc}\n")
         return EXIT_USER_ERROR

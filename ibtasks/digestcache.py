@@ -16,6 +16,13 @@ from typing import Any
 from doit.dependency import MD5Checker, get_file_md5
 
 from ibtasks.fsutil import write_atomic
+from ibtasks.statefile import read_state
+
+
+def _valid(data: Any) -> bool:
+    """path -> [mtime, size, digest]."""
+    return isinstance(data, dict) and all(
+        isinstance(v, list) and len(v) == 3 and isinstance(v[2], str) for v in data.values())
 
 
 class DigestCache:
@@ -24,12 +31,9 @@ class DigestCache:
     def __init__(self, path: str) -> None:
         self.path = path
         self.dirty = False
-        self.entries: dict[str, list[Any]] = {}
-        try:
-            with open(path) as f:
-                self.entries = json.load(f)
-        except (OSError, ValueError):
-            self.entries = {}
+        # An unreadable cache is set aside with a warning (ibtasks.statefile); doit then
+        # hashes the files again.
+        self.entries: dict[str, list[Any]] = read_state(path, _valid) or {}
 
     def digest(self, file_path: str, mtime: float, size: int) -> str:
         entry = self.entries.get(file_path)

@@ -17,6 +17,10 @@ from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
 from ibtasks.digestcache import make_checker
+from ibtasks.doitstate import BACKEND_NAME, PLUGIN_LOCATION
+
+# doit looks backends up by name among its plugins (see ibtasks.doitstate).
+PLUGINS = {"BACKEND": {BACKEND_NAME: PLUGIN_LOCATION}}
 
 
 class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
@@ -46,15 +50,28 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
             sys.stderr.write(f"ibtasks: error: {message.strip().splitlines()[-1]}\n")
 
 
-def doit_config(work: Path, verbose: bool = False) -> dict[str, Any]:
-    """DOIT_CONFIG for our graph: a portable json dep file and the digest-caching checker.
+def _backend_registered() -> bool:
+    """Whether a plain `doit` run sees our backend (ibtasks installed with its entry points)."""
+    from importlib.metadata import entry_points
 
-    An embedding dodo.py can use it too: `DOIT_CONFIG = doit_config(Path('build/.ibtasks'))`.
+    return any(e.name == BACKEND_NAME for e in entry_points(group="doit.BACKEND"))
+
+
+def doit_config(work: Path, verbose: bool = False, *, registered: bool | None = None
+                ) -> dict[str, Any]:
+    """DOIT_CONFIG for our graph: a portable JSON dep file written atomically (ibtasks.doitstate)
+    and the digest-caching checker.
+
+    An embedding dodo.py can use it too: `DOIT_CONFIG = doit_config(Path('build/.ibtasks'))`;
+    where ibtasks runs from a checkout without its entry points, doit's plain `json` backend is
+    used. `registered` says the caller registers the backend itself (run_graph).
     """
     work.mkdir(parents=True, exist_ok=True)
+    if registered is None:
+        registered = _backend_registered()
     return {
         "dep_file": str(work / "doit-deps.json"),
-        "backend": "json",
+        "backend": BACKEND_NAME if registered else "json",
         "check_file_uptodate": make_checker(str(work / "digests.json")),
         "reporter": OneLineReporter,
         "ibtasks_verbose": verbose,
@@ -65,10 +82,10 @@ def doit_config(work: Path, verbose: bool = False) -> dict[str, Any]:
 def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
               argv: Sequence[str] = ("run",), verbose: bool = False) -> int:
     """Run doit with `argv` (default: build everything) on the tasks; return doit's exit code."""
-    config = doit_config(work, verbose)
+    config = doit_config(work, verbose, registered=True)
 
     def task_ibtasks() -> Iterable[dict[str, Any]]:
         yield from tasks()
 
     namespace = {"DOIT_CONFIG": config, "task_ibtasks": task_ibtasks}
-    return int(DoitMain(ModuleTaskLoader(namespace)).run(list(argv)))
+    return int(DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv)))

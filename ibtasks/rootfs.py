@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibtasks.errors import UserError
+from ibtasks.fsutil import TEMP_MARK, remove_tree
+from ibtasks.lifetime import die_with_parent, die_with_parent_now, faked_session
 
 BLOCK = 4096
 MIB = 1 << 20
@@ -70,7 +72,8 @@ def find_tool(name: str, package: str) -> str:
 
 
 def _run(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
+                          preexec_fn=die_with_parent())
 
 
 def _tool_env(epoch: int) -> dict[str, str]:
@@ -285,9 +288,22 @@ def _fix_inodes(spec: RootfsSpec, image: Path, root: Mapping[str, int] | None) -
         raise UserError(f"debugfs failed on {image}: {(errors or [done.stderr])[0]}", spec.key)
 
 
+def _fakeroot_tools() -> tuple[str, str]:
+    """fakeroot and the faked it pairs with (Debian: the -sysv pair; elsewhere plain names)."""
+    try:
+        return find_tool("fakeroot-sysv", "fakeroot"), find_tool("faked-sysv", "fakeroot")
+    except UserError:
+        return find_tool("fakeroot", "fakeroot"), find_tool("faked", "fakeroot")
+
+
 def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
-    """Build the ext4 image of `spec.archive` at `image`, atomically; returns its size in bytes."""
-    fakeroot = find_tool("fakeroot", "fakeroot")
+    """Build the ext4 image of `spec.archive` at `image`, atomically; returns its size in bytes.
+
+    The extracted tree lives in `.<image name>.ibtasks-XXXXXXXX/` beside the image (removed
+    afterwards; a build that was killed leaves it, and the next build removes it, see
+    ibtasks.ownership); fakeroot, faked and the tools end with this process (ibtasks.lifetime).
+    """
+    fakeroot, faked = _fakeroot_tools()
     try:
         with open(spec.archive, "rb"):
             pass
@@ -298,7 +314,7 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
     image = Path(image)
     try:
         image.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(dir=image.parent, prefix=f".{image.name}."))
+        work = Path(tempfile.mkdtemp(dir=image.parent, prefix=f".{image.name}{TEMP_MARK}"))
     except OSError as exc:
         raise UserError(f"cannot write {image}: {exc.strerror}", spec.key) from exc
     try:
@@ -318,8 +334,11 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
         env = _tool_env(spec.epoch)
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        argv = [fakeroot, "--", sys.executable, "-m", "ibtasks.rootfs", str(work / "job.json")]
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        with faked_session(faked) as faked_command:
+            argv = [fakeroot, "--faked", faked_command, "--", sys.executable, "-m",
+                    "ibtasks.rootfs", str(work / "job.json")]
+            done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
+                                  preexec_fn=die_with_parent())
         if done.returncode != 0:
             raise _stage_error(done.stderr, image, spec)
         result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -329,7 +348,7 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
     except OSError as exc:
         raise UserError(f"cannot write {image}: {exc.strerror}", spec.key) from exc
     finally:
-        shutil.rmtree(work, onerror=_make_removable)
+        remove_tree(work)
 
 
 def _stage_error(stderr: str, image: Path, spec: RootfsSpec) -> UserError:
@@ -344,16 +363,8 @@ def _stage_error(stderr: str, image: Path, spec: RootfsSpec) -> UserError:
     raise RuntimeError(f"rootfs stage failed for {spec.archive}: {lines[-1] if lines else stderr}")
 
 
-def _make_removable(func: object, path: str, exc: object) -> None:
-    """rmtree helper: directories extracted read-only get their owner's write bit back."""
-    os.chmod(os.path.dirname(path), 0o700)
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, onerror=_make_removable)
-    else:
-        os.unlink(path)
-
-
 def _main(argv: list[str]) -> int:
+    die_with_parent_now()  # our parent is fakeroot's shell, itself tied to the build
     try:
         _stage(argv[0])
     except UserError as exc:

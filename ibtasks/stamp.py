@@ -68,20 +68,42 @@ def write_stamp(path: str, files: Iterable[str], environ: dict[str, str | None],
     write_atomic(path, json.dumps(record).encode())
 
 
+def lock_for(stamp: str) -> str:
+    """The build lock of the state folder a stamp lives in (see ibtasks.buildlock)."""
+    return os.path.join(os.path.dirname(stamp), "lock")
+
+
 def replay_if_unchanged(path: str) -> str | None:
-    """The recorded stdout if every recorded file and variable is as it was, else None."""
+    """The recorded stdout if every recorded file and variable is as it was, else None.
+
+    Checked holding the build lock shared, and never while a build holds it: a build in progress
+    may be rewriting the files the stamp describes. An unreadable stamp gives None (the full
+    path sets it aside).
+    """
+    from ibtasks.buildlock import try_shared_lock
+
+    fd = try_shared_lock(lock_for(path))
+    if fd is None:
+        return None
+    try:
+        return _replay(path)
+    finally:
+        os.close(fd)
+
+
+def _replay(path: str) -> str | None:
     try:
         with open(path) as f:
             record = json.load(f)
-    except (OSError, ValueError):
+        for name, value in record["environ"].items():
+            if os.environ.get(name) != value:
+                return None
+        for file, state in record["files"].items():
+            if state is None or _file_state(file) != state:
+                return None
+        return str(record["stdout"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    for name, value in record["environ"].items():
-        if os.environ.get(name) != value:
-            return None
-    for file, state in record["files"].items():
-        if state is None or _file_state(file) != state:
-            return None
-    return str(record["stdout"])
 
 
 def remove_stamp(path: str) -> None:
