@@ -180,7 +180,16 @@ def mistaken_inputs(seed_inputs_master: Path, tmp_path_factory: pytest.TempPathF
     return inputs
 
 
-def snapshot(top: Path) -> dict[str, str]:
+@pytest.fixture(scope="session")
+def digests() -> dict[tuple[int, ...], str]:
+    """SHA-256 of each input inode the cases share as hard links, hashed once per session.
+
+    Keyed by device, inode, size, mtime and ctime: any write to the file changes its ctime, so
+    a changed input is hashed again."""
+    return {}
+
+
+def snapshot(top: Path, digests: dict[tuple[int, ...], str]) -> dict[str, str]:
     """Every path under `top`: `dir`, a symlink's target, or a file's mode and SHA-256."""
     state = {}
     for path in sorted(top.rglob("*")):
@@ -191,12 +200,14 @@ def snapshot(top: Path) -> dict[str, str]:
             state[rel] = "dir"
         else:
             info = path.stat()
-            try:
-                with path.open("rb") as handle:
-                    digest = hashlib.file_digest(handle, "sha256").hexdigest()
-            except PermissionError:  # a chmod 000 input, when the tests do not run as root
-                digest = f"unreadable {info.st_size} {info.st_mtime_ns} {info.st_ctime_ns}"
-            state[rel] = f"{info.st_mode:o} {digest}"
+            key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            if key not in digests:
+                try:
+                    with path.open("rb") as handle:
+                        digests[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+                except PermissionError:  # a chmod 000 input, when the tests do not run as root
+                    digests[key] = "unreadable " + " ".join(map(str, key))
+            state[rel] = f"{info.st_mode:o} {digests[key]}"
     return state
 
 
@@ -252,11 +263,12 @@ def left_behind(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_config_that_must_fail_prints_its_one_line_error_and_leaves_nothing_behind(
-        case: Case, mistaken_inputs: Path, tmp_path: Path) -> None:
+        case: Case, mistaken_inputs: Path, tmp_path: Path,
+        digests: dict[tuple[int, ...], str]) -> None:
     with case_directory(case, mistaken_inputs, tmp_path) as directory:
-        before = snapshot(directory)
+        before = snapshot(directory, digests)
         result = run_case(case, directory)
-        after = snapshot(directory)
+        after = snapshot(directory, digests)
     assert (result.returncode, result.stderr, result.stdout) == (
         EXIT_USER_ERROR, case.stderr, ""), case.summary
     assert left_behind(before, after) == []
