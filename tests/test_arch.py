@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -129,8 +130,10 @@ def test_unknown_architecture_is_chosen_from_the_other_kernels(own: str | None,
 
 # ---- the legacy kernel image -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("arch", "words"), [("arm", "ARM Linux Kernel Image (uncompressed)"),
-                                             ("arm64", "AArch64 Linux Kernel Image (uncompressed)")])
+@pytest.mark.parametrize(("arch", "words"), [
+    ("arm", "ARM Linux Kernel Image (uncompressed)"),
+    ("arm64", "AArch64 Linux Kernel Image (uncompressed)"),
+])
 def test_kernel_uimage_is_mkimage_with_its_architecture(tmp_path: Path, arch: str,
                                                         words: str) -> None:
     data = write(tmp_path / "xen", zimage(50_000) if arch == "arm" else arm64_image(50_000))
@@ -150,7 +153,6 @@ def test_parse_refuses_an_image_of_another_architecture() -> None:
     header = bytearray(blob[:64])
     header[29] = 3  # IH_ARCH_I386
     header[4:8] = bytes(4)
-    import zlib
     header[4:8] = zlib.crc32(bytes(header)).to_bytes(4, "big")
     with pytest.raises(ValueError, match="architecture 3 is neither arm"):
         parse_legacy_image(bytes(header) + blob[64:])

@@ -1,8 +1,9 @@
 """What is this file: each accepted and rejected kind, and the size a binary needs once loaded.
 
 Inputs are the seed goldens' synthetic files, files made by the real tools (gzip, xz, cpio,
-mkimage), and an ELF header written by tests/kernelfiles.py. Where we accept a file, `file(1)` -- what the seed asked --
-must say what the seed looked for (section 2.4 of imagebuilder-upstream.md).
+mkimage), and an ELF header written by tests/kernelfiles.py. Where we accept a file, `file(1)`
+-- what the seed asked -- must say what the seed looked for (section 2.4 of
+imagebuilder-upstream.md).
 """
 
 from __future__ import annotations
