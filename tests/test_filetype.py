@@ -222,3 +222,58 @@ def test_small_file_that_inflates_to_gigabytes_is_checked_in_bounded_memory_and_
                                 f"{name}-compressed data")
     assert measured["rss"] < 50 * MiB
     assert measured["cpu"] < 1.0  # inflating it all takes seconds of CPU for each of them
+
+
+# ---- through the CLI: a distribution's zstd initramfs for dom0 ---------------------------------
+
+ZSTD_INITRD_CONFIG = """\
+MEMORY_START="0x40000000"
+MEMORY_END="0xC0000000"
+DEVICE_TREE="virt.dtb"
+XEN="xen"
+XEN_CMD="console=dtuart dom0_mem=1024M"
+DOM0_KERNEL="vmlinuz"
+DOM0_RAMDISK="initrd.img"
+DOM0_CMD="console=hvc0 root=/dev/vda2 rootwait"
+NUM_DOMUS=1
+DOMU_KERNEL[0]="Image-domU"
+DOMU_MEM[0]=256
+"""
+
+
+def fdtget(dtb: Path, node: str, prop: str, kind: str = "s") -> str:
+    return subprocess.run(["fdtget", "-t", kind, str(dtb), node, prop], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.parametrize("make", ["raw-blocks", "zstd", "lz4-legacy", "lz4"])
+def test_dom0_boots_the_distribution_initramfs_whatever_its_compression(
+        tmp_path: Path, make: str) -> None:
+    from tests.conftest import run_ibtasks
+
+    write(tmp_path / "xen", arm64_image(3_000_000))  # 0x40400000 .. 0x406DC6C0
+    write(tmp_path / "vmlinuz", arm64_image(5_000_000, 6 * MiB))  # 0x40800000, bss to 0x40E00000
+    write(tmp_path / "Image-domU", arm64_image(4 * MiB))
+    dts = tmp_path / "virt.dts"
+    dts.write_text("/dts-v1/;\n/ { #address-cells = <2>; #size-cells = <2>; chosen { };\n"
+                   "memory@40000000 { device_type = \"memory\"; reg = <0 0x40000000 0 0x80000000>;"
+                   " }; };\n")
+    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(tmp_path / "virt.dtb"),
+                    str(dts)], check=True)
+    data = zstd_raw_frame(INITRAMFS) if make == "raw-blocks" else compress(make, INITRAMFS)
+    initrd = write(tmp_path / "initrd.img", data)
+    (tmp_path / "config").write_text(ZSTD_INITRD_CONFIG)
+    result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "virtio",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    size = initrd.stat().st_size
+    domu = 0x40E00000 + -(-size // (2 * MiB)) * 2 * MiB
+    lines = (tmp_path / "boot.source").read_text().splitlines()
+    assert lines[:4] == ["load virtio 0:1 0x40400000 xen", "load virtio 0:1 0x40800000 vmlinuz",
+                         "load virtio 0:1 0x40E00000 initrd.img",
+                         f"load virtio 0:1 {domu:#X} Image-domU".replace("0X", "0x")]
+    dtb = tmp_path / "boot.dtb"
+    node = "/chosen/dom0-ramdisk@40E00000"
+    assert fdtget(dtb, node, "reg", "x") == f"0 40e00000 0 {size:x}"
+    assert fdtget(dtb, node, "compatible").split()[0] == "xen,linux-initrd"
+    assert fdtget(dtb, "/chosen", "xen,dom0-bootargs") == "console=hvc0 root=/dev/vda2 rootwait"
