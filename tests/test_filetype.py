@@ -129,6 +129,17 @@ def test_zstd_frame_with_a_reserved_block_type_is_corrupt(tmp_path: Path) -> Non
         "DOM0_RAMDISK: initrd.img is zstd-compressed but its data is corrupt or truncated (")
 
 
+@pytest.mark.parametrize(("name", "data"), [
+    ("gzip", b"\x1f\x8b\x09\x00" + bytes(60)),  # compression method 9: not deflate (RFC 1952)
+    ("lz4", b"\x04\x22\x4d\x18\x00" + bytes(60)),  # frame descriptor version 0, not 01
+])
+def test_compressed_file_whose_header_is_broken_names_its_compression(tmp_path: Path, name: str,
+                                                                      data: bytes) -> None:
+    initrd = write(tmp_path / "initrd.img", data)
+    assert rejected(initrd, Role.RAMDISK, "DOM0_RAMDISK") == (
+        f"DOM0_RAMDISK: initrd.img is {name}-compressed but its header is corrupt")
+
+
 @pytest.mark.parametrize("tool", ["zstd", "lz4", "bzip2"])
 def test_compressed_file_that_holds_nothing_says_so(tmp_path: Path, tool: str) -> None:
     initrd = write(tmp_path / "initrd.img", compress(tool, b""))
