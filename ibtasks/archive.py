@@ -1,4 +1,4 @@
-"""Rootfs archives: cpio (newc) or tar, plain or gzip/xz/bzip2/zstd, extracted safely.
+"""Rootfs archives: cpio (newc) or tar, plain or compressed (see filetype), extracted safely.
 
 libarchive (through libarchive-c) reads every one of these, and its disk writer already handles
 hard links, device nodes, fifos and setuid bits; we add what it cannot know: which key the archive
@@ -18,15 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibtasks.errors import UserError
+from ibtasks.filetype import COMPRESSIONS, detect_compression
 
-# Magic numbers at the start of the compressed stream (RFC 1952, xz and zstd file formats, bzip2).
-COMPRESSION_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"BZh", "bzip2"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
-UNSUPPORTED = "not a cpio or tar archive (gzip, xz, bzip2 and zstd compression are supported)"
+UNSUPPORTED = ("not a cpio or tar archive (" + ", ".join(COMPRESSIONS[:-1])
+               + f" and {COMPRESSIONS[-1]} compression are supported)")
 
 
 @dataclass(frozen=True)
@@ -45,14 +40,6 @@ class Extraction:
 
     mtimes: dict[str, int]
     root: RootEntry | None
-
-
-def detect_compression(head: bytes) -> str:
-    """The libarchive filter name for the first bytes of a file, `none` when uncompressed."""
-    for magic, name in COMPRESSION_MAGIC:
-        if head.startswith(magic):
-            return name
-    return "none"
 
 
 def normalize_member(name: str) -> str | None:
@@ -97,7 +84,8 @@ def _open_archive(archive: Path, source: str, where: str) -> Iterator[object]:
         raise UserError(f"{archive}: cannot read: {exc.strerror}", where) from exc
     archive_p = ffi.read_new()
     try:
-        ffi.get_read_filter_function(detect_compression(head))(archive_p)
+        # The filter the project's one detector names (as the binary checks do), or none.
+        ffi.get_read_filter_function(detect_compression(head) or "none")(archive_p)
         ffi.get_read_format_function("tar")(archive_p)
         ffi.get_read_format_function("cpio")(archive_p)
         ffi.read_open_filename_w(archive_p, source, 65536)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ibtasks.errors import UserError, hex_and_dec
+from ibtasks.filetype import choose_arch, head_of_bytes, kernel_arch
 from ibtasks.fit import SIGN_ALGO, Fit, FitConfig, FitImage, Signature
 
 if TYPE_CHECKING:
@@ -120,13 +121,20 @@ def plan_fit(config: Config, layout: Layout, read: Callable[[str], bytes], edite
              script: bytes, timestamp: int, settings: FitSettings) -> Fit:
     """The FIT of a build: every loaded binary (the DTB as edited), then the script."""
     signature = Signature(SIGN_ALGO, settings.key_hint) if settings.key_hint else None
+    contents = [(region, edited_dtb if region.key == config.device_tree.key
+                 else read(region.path)) for region in layout.regions]
+    arches = _kernel_arches([(r.key, r.path, data) for r, data in contents])
+    host_arch = choose_arch(arches.get(config.xen.key),
+                            [a for key, a in arches.items() if key != config.xen.key])
     images = []
-    for region in layout.regions:
+    for region, data in contents:
         name, kind, description, os_name = _describe(region.key)
-        data = edited_dtb if region.key == config.device_tree.key else read(region.path)
         entry = region.address if name == "host_kernel" else None
-        images.append(FitImage(name, description, data, kind, region.address, os=os_name,
-                               entry=entry, signature=signature,
+        # A kernel is marked with its own architecture (an arm64 Xen runs arm guests too);
+        # everything else with the host's, Xen's.
+        arch = choose_arch(arches.get(region.key), [host_arch])
+        images.append(FitImage(name, description, data, kind, region.address, arch=arch,
+                               os=os_name, entry=entry, signature=signature,
                                compatible="u-boot,fpga-legacy" if kind == "fpga" else None))
     # host_fdt and host_kernel first, as upstream's .its, so `dumpimage -p 0` is the DTB.
     first = [i for n in ("host_fdt", "host_kernel") for i in images if i.name == n]
@@ -143,6 +151,18 @@ def plan_fit(config: Config, layout: Layout, read: Callable[[str], bytes], edite
                         if i.name not in special and i.name not in overlays),
     )
     return Fit(FIT_DESCRIPTION, timestamp, tuple(images), (configuration,), "config")
+
+
+def _kernel_arches(binaries: list[tuple[str, str, bytes]]) -> dict[str, str | None]:
+    """The architecture each kernel's content says (`filetype.kernel_arch`), by config key."""
+    arches: dict[str, str | None] = {}
+    for key, path, data in binaries:
+        if _describe(key)[1] == "kernel":
+            try:
+                arches[key] = kernel_arch(head_of_bytes(data, path).data, path)
+            except UserError as exc:
+                raise UserError(f"{key}: {exc.message}") from exc
+    return arches
 
 
 def check_fit_fits(layout: Layout, fit_size: int, name: str) -> None:

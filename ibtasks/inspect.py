@@ -1,29 +1,35 @@
-"""What is this file: arm64 Image, ELF, uImage, cpio, DTB, gzip'd any of these; and its sizes.
+"""What is this file: arm64 Image, zImage, ELF, uImage, cpio, DTB, or any of these compressed.
 
-The seed asked `file(1)`; we read the magic numbers ourselves. Compressed files are checked by
-decompressing only their first bytes in memory, never into a temporary file.
+The seed asked `file(1)`; we read the magic numbers ourselves, through the project's one detector
+(`filetype`), which inflates at most its first 64 KiB of a compressed file, in memory.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
+import re
 import struct
-import zlib
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from ibtasks.errors import UserError
+from ibtasks.filetype import (
+    ARM64_MAGIC,
+    ELF_MAGIC,
+    ZIMAGE_MAGIC,
+    Head,
+    kernel_arch,
+    read_head,
+)
 
-HEAD_BYTES = 64 * 1024
 UIMAGE_MAGIC = 0x27051956
 FDT_MAGIC = 0xD00DFEED
-ARM64_MAGIC = b"ARM\x64"  # at offset 56 of an arm64 Image (Linux Documentation/arch/arm64/booting)
-ZIMAGE_MAGIC = 0x016F2818  # at offset 36 of an arm32 zImage
 SELINUX_MAGIC = 0xF97CFF8C  # little-endian, first word of a FLASK/SELinux policy (file(1))
 XILINX_BIT_HEAD = bytes.fromhex("00090ff00ff00ff00ff0000001")  # a Xilinx .bit file's header
+# Kernels Xen itself loads for a domain: Xen unpacks gzip and nothing else ("only gzip is
+# supported", kernel_decompress in xen/common/device-tree/kernel.c, Xen 4.17 to 4.20), and a
+# kernel it cannot probe stops the boot. Xen and LINUX are started by U-Boot instead.
+_XEN_LOADED_KERNEL = re.compile(r"DOM0_KERNEL|DOMU_KERNEL\[\d+\]")
 
 
 class Role(Enum):
@@ -44,27 +50,7 @@ class FileInfo:
     kind: str
     size: int
     effective_size: int
-
-
-def read_head(path: Path) -> tuple[bytes, str | None]:
-    """The first bytes of `path`, decompressed if it is gzip, xz or bzip2; and the compression."""
-    with open(path, "rb") as f:
-        raw = f.read(HEAD_BYTES)
-    if raw[:2] == b"\x1f\x8b":
-        return _decompress_head(path, gzip.open, "gzip"), "gzip"
-    if raw[:6] == b"\xfd7zXZ\x00":
-        return _decompress_head(path, lzma.open, "xz"), "xz"
-    if raw[:3] == b"BZh":
-        return _decompress_head(path, bz2.open, "bzip2"), "bzip2"
-    return raw, None
-
-
-def _decompress_head(path: Path, opener: object, name: str) -> bytes:
-    try:
-        with opener(path, "rb") as f:  # type: ignore[operator]
-            return f.read(HEAD_BYTES)  # type: ignore[no-any-return]
-    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
-        raise UserError(f"{path.name}: corrupt {name} data ({exc})") from exc
+    arch: str | None = None  # executables: "arm" or "arm64" when the content tells (filetype)
 
 
 def classify(head: bytes) -> str:
@@ -79,7 +65,7 @@ def classify(head: bytes) -> str:
         return "SE Linux policy"
     if head.startswith(XILINX_BIT_HEAD):
         return "Xilinx BIT"
-    if head[:4] == b"\x7fELF":
+    if head[:4] == ELF_MAGIC:
         return "ELF"
     if head[56:60] == ARM64_MAGIC:
         return "arm64 Image"
@@ -124,25 +110,30 @@ ACCEPTED = {
 
 
 def check_file(path: Path, role: Role, key: str) -> FileInfo:
-    """Check that `path` is what `key` needs; raise `UserError` naming the key otherwise."""
+    """Check that `path` is what `key` needs; raise `UserError` naming the key otherwise.
+
+    Compressed files (gzip, xz, lzma, bzip2, zstd, lz4) are judged by what they hold, reading
+    at most 64 KiB of it. An executable's architecture is recorded (`FileInfo.arch`); an ELF for
+    a machine other than arm or arm64 is refused, and so is a kernel that Xen loads (DOM0_KERNEL,
+    DOMU_KERNEL[i]) compressed with anything but gzip, since Xen unpacks gzip alone.
+    """
     try:
         size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw_head = f.read(HEAD_BYTES)
-        head, compression = read_head(path)
+        head = read_head(path)
     except UserError as exc:
         raise UserError(f"{key}: {exc.message}") from exc
     except OSError as exc:
         raise UserError(f"{key}: cannot read {path}: {exc.strerror}") from exc
     if size == 0:
         raise UserError(f"{key}: {path.name} is empty")
+    compression = head.compression
     if compression and role in (Role.POLICY, Role.BITSTREAM, Role.TEXT):
         raise UserError(f"{key}: {path.name} is {compression}-compressed; give the plain file "
                         "(it is used as it is)")
     if role is Role.DTB and compression and not key.startswith("DOMU_"):
         raise UserError(f"{key}: {path.name} is {compression}-compressed; give the plain DTB "
                         "(U-Boot's fdt commands need it uncompressed)")
-    kind = classify(head)
+    kind = classify(head.data)
     if kind == "uImage":
         raise UserError(f"{key}: {path.name} is a U-Boot legacy image (uImage); give the raw "
                         "file it wraps (dumpimage -p 0 -o FILE extracts it)")
@@ -154,5 +145,19 @@ def check_file(path: Path, role: Role, key: str) -> FileInfo:
                   Role.TEXT: "a text file of U-Boot commands"}[role]
         inside = f"{compression}-compressed {kind}" if compression else kind
         raise UserError(f"{key}: {path.name} should be {wanted}, but it is {inside}")
+    arch = None
+    if role is Role.EXECUTABLE:
+        _check_xen_can_unpack(head, path, key)
+        try:
+            arch = kernel_arch(head.data, path.name)
+        except UserError as exc:
+            raise UserError(f"{key}: {exc.message}") from exc
     label = f"{compression}({kind})" if compression else kind
-    return FileInfo(label, size, effective_size(path, raw_head, size))
+    return FileInfo(label, size, effective_size(path, head.raw, size), arch)
+
+
+def _check_xen_can_unpack(head: Head, path: Path, key: str) -> None:
+    if head.compression in (None, "gzip") or not _XEN_LOADED_KERNEL.fullmatch(key):
+        return
+    raise UserError(f"{key}: {path.name} is {head.compression}-compressed but Xen unpacks only "
+                    f"gzip kernels; give it uncompressed or gzip-compressed")

@@ -58,7 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DOM0_CMD", False, Kind.TEXT, DEFAULT_DOM0_CMD,
             "Dom0's command line; `root=` is added when missing (see root= deduction).", "seed"),
     Setting("DOM0_RAMDISK", False, Kind.PATH, None,
-            "Dom0's ramdisk (cpio, optionally gzip'd; not a uImage).", "seed"),
+            "Dom0's ramdisk (cpio, plain or compressed; not a uImage).", "seed"),
     Setting("DOM0_ROOTFS", False, Kind.PATH, None,
             "Dom0's root filesystem archive: its own disk partition; sets dom0's `root=`.", "seed"),
     Setting("NUM_DOMUS", False, Kind.COUNT, "0", "How many dom0less domUs follow.", "seed"),

@@ -36,6 +36,7 @@ from ibtasks.config import Binary, Config
 from ibtasks.domain_edits import edit_inputs as domain_edit_inputs
 from ibtasks.dtfacts import DtFacts, read_dt_facts
 from ibtasks.errors import UserError
+from ibtasks.filetype import choose_arch
 from ibtasks.fit import build_fit
 from ibtasks.fitplan import FitSettings, check_fit_fits, plan_fit
 from ibtasks.fitsign import sign_fit
@@ -100,7 +101,7 @@ def check_binary(key: str, role: str, path: str, where: str, out: str,
     except UserError as exc:
         raise UserError(exc.message, where) from exc
     record: dict[str, Any] = {"key": key, "kind": info.kind, "size": info.size,
-                              "effective_size": info.effective_size}
+                              "effective_size": info.effective_size, "arch": info.arch}
     if key == "DEVICE_TREE":
         data = Path(path).read_bytes()
         record["reserved"] = devicetree.read_reserved_regions(data, f"{key} ({path})")
@@ -164,10 +165,17 @@ def write_boot_source(config: Config, layout_path: str, out: str,
     write_atomic(out, text.encode())
 
 
-def write_xen_uimage(xen: str, layout_path: str, key: str, epoch: int, out: str) -> None:
-    """Xen (or LINUX) as `mkimage -A arm64 -T kernel -C none -a ADDR -e ADDR` at its slot."""
+def write_xen_uimage(xen: str, layout_path: str, key: str, epoch: int, out: str,
+                     kernel_checks: tuple[str, ...] = ()) -> None:
+    """Xen (or LINUX) as `mkimage -A ARCH -T kernel -C none -a ADDR -e ADDR` at its slot.
+
+    ARCH is the one Xen's check found (`kernel_checks[0]`), else what the other kernels' checks
+    say (`filetype.choose_arch`): an arm32 U-Boot's bootm refuses an image marked arm64.
+    """
     address = Layout.from_json(Path(layout_path).read_bytes()).region(key).address
-    image = LegacyImage(Path(xen).read_bytes(), address, address, epoch)
+    arches = [json.loads(Path(check).read_text()).get("arch") for check in kernel_checks]
+    arch = choose_arch(arches[0] if arches else None, arches[1:])
+    image = LegacyImage(Path(xen).read_bytes(), address, address, epoch, arch=arch)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, build_legacy_image(image))
 
@@ -364,12 +372,16 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
     if bootm:
         uimage_out = str(config.output_dir / xen_uimage_name(config))
         xen = str(root / config.xen.path)
+        # Xen's check first, then the other kernels' (they decide when Xen's content cannot).
+        kernel_checks = (checks[config.xen.key], *(
+            checks[b.key] for b in config.binaries()
+            if b.key != config.xen.key and _role(config, b) is Role.EXECUTABLE))
         yield {
             "basename": "ib_xen_uimage",
             "doc": f"wrap {config.xen.key} as a legacy kernel uImage for bootm",
             "actions": [(run_step, [write_xen_uimage, xen, layout, config.xen.key, epoch,
-                                    uimage_out])],
-            "file_dep": [xen, layout],
+                                    uimage_out, kernel_checks])],
+            "file_dep": [xen, layout, *kernel_checks],
             "targets": [uimage_out],
             "uptodate": [config_changed({"epoch": epoch, "key": config.xen.key})],
             "clean": True,

@@ -370,7 +370,8 @@ def failing_inputs(work: Path) -> dict[str, str]:
     (work / "truncated.tgz").write_bytes(buffer.getvalue()[:150_000])
     for path in work.iterdir():
         path.chmod(0o644)
-    unsupported = "not a cpio or tar archive (gzip, xz, bzip2 and zstd compression are supported)"
+    unsupported = ("not a cpio or tar archive (gzip, xz, lzma, bzip2, zstd and lz4 compression "
+                   "are supported)")
     return {
         "rootfs.zip": f"DOMU_ROOTFS[1]: rootfs.zip: {unsupported}",
         "text.gz": f"DOMU_ROOTFS[1]: text.gz: {unsupported}",
