@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from ibtasks import __version__
-from ibtasks.errors import UserError
+from ibtasks.errors import UserError, error_line, warning_line
 from ibtasks.stamp import remove_stamp, stamp_for, write_stamp
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         _remove_outputs(output_paths(raw, options))
         raise
     for warning in config.warnings:
-        sys.stderr.write(f"ibtasks: warning: {warning}\n")
+        sys.stderr.write(warning_line(warning))
     _check_writable(config.output_dir)
     return config
 
@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             remove_stamp(stamp)
         return uboot_script_gen(args, stamp)
     except UserError as exc:
-        sys.stderr.write(f"ibtasks: error: {exc}\n")
+        sys.stderr.write(error_line(str(exc)))
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("ibtasks: interrupted\n")

@@ -17,6 +17,7 @@ from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
 from ibtasks.digestcache import make_checker
+from ibtasks.errors import error_line
 
 
 class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
@@ -37,7 +38,7 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
 
     def add_failure(self, task: Any, fail: Any) -> None:
         if isinstance(fail, TaskFailed):
-            sys.stderr.write(f"ibtasks: error: {fail.message}\n")
+            sys.stderr.write(error_line(fail.message))
         else:
             sys.stderr.write(f"ibtasks: internal error in {task.name}:\n{fail.get_msg()}\n")
 
