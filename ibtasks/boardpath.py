@@ -12,6 +12,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ibtasks.errors import UserError
+
+if TYPE_CHECKING:
+    from ibtasks.config import Config
 
 
 def absolute_lexical(path: str | os.PathLike[str]) -> str:
@@ -48,3 +54,18 @@ def output_name_problem(output_dir: Path, name: str) -> tuple[str, str | None]:
     if normal == ".":
         return normal, f"{name} names the output directory itself, not a file"
     return normal, None
+
+
+def check_boot_files_inside_root(config: Config) -> None:
+    """disk-image: every file the boot partition holds must lie under -d, since it is stored
+    at the path the script loads it from; raise UserError naming the first key that does not.
+    """
+    found = list(config.binaries())
+    for domu in config.domus:
+        found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
+    found += config.boot_aux_files
+    for binary in found:
+        if os.path.isabs(binary.path):
+            raise UserError(f"{binary.key}: {binary.path} is outside -d ({config.root_dir}); "
+                            "the boot partition holds each file at its path under -d, so put "
+                            "it there", binary.where)
