@@ -49,7 +49,7 @@ def word_problem(text: str) -> str | None:
         return "has a backslash, which U-Boot's two shells read differently"
     for quote in ("'", '"'):
         if quote in text:
-            return f"has a quote ({quote}), which cannot be quoted for U-Boot's shell"
+            return f"has a quote ({quote}), which U-Boot's shell or an xl config cannot carry"
     if not text:
         return "is empty"
     return None

@@ -85,10 +85,14 @@ def check_script_inputs(config: Config, raw: RawConfig, load_cmd_label: str,
     Raises UserError naming the key (and its line) of the first value that cannot be written.
     """
     warnings: list[str] = []
-    for binary in config.binaries():
+    # Files dom0 starts domUs from are named in xl configs (`kernel="/boot/<path>"`) too.
+    named = config.binaries() + [b for d in config.domus
+                                 for b in (d.kernel, d.ramdisk, d.passthrough_dtb) if b]
+    for binary in named:
         problem = word_problem(binary.path)
         if problem is not None:
             raise UserError(f"{binary.key}: the file name {binary.path} {problem}", binary.where)
+    for binary in config.binaries():
         if binary.path.startswith("/"):
             warnings.append(f"{binary.where}: {binary.key}: {binary.path} is outside -d "
                             f"({config.root_dir}): the script loads it by this absolute path, "

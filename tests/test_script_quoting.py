@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import printable
-from ibtasks.hush import quote_string, quote_word
+from ibtasks.hush import fdt_name, quote_string, quote_word
 from ibtasks.qemu import BootSpec, Machine, boot, describe_failure, tftp_args, tftp_commands
 from tests.conftest import run_ibtasks
 
@@ -66,8 +66,8 @@ def test_file_name_with_spaces_and_shell_characters_is_one_single_quoted_word(
 
 
 @pytest.mark.parametrize(("name", "problem"), [
-    ("it's", "has a quote ('), which cannot be quoted for U-Boot's shell"),
-    ('say"x"', "has a quote (\"), which cannot be quoted for U-Boot's shell"),
+    ("it's", "has a quote ('), which U-Boot's shell or an xl config cannot carry"),
+    ('say"x"', "has a quote (\"), which U-Boot's shell or an xl config cannot carry"),
     ("back\\slash", "has a backslash, which U-Boot's two shells read differently"),
 ])
 def test_file_name_no_quoting_can_carry_is_refused(seed_inputs: Path, name: str,
@@ -140,6 +140,27 @@ def test_quoting_rules_pick_the_form_each_shell_reads_back() -> None:
     for bad in ("a\nb", "a\\b", "it's"):
         with pytest.raises(ValueError):
             quote_string(bad)
+    assert fdt_name("#address-cells") == "\\#address-cells"
+    assert fdt_name("/axi/serial@ff010000") == "/axi/serial@ff010000"
+    assert fdt_name("/odd node") == "'/odd node'"
+
+
+def test_noboot_domu_kernel_named_in_an_xl_config_may_not_hold_a_double_quote(
+        seed_inputs: Path) -> None:
+    shutil.copy(seed_inputs / "xen", seed_inputs / 'a"b')
+    config = BASE + "XEN=xen\nNUM_DOMUS=1\nDOMU_KERNEL[0]='a\"b'\nDOMU_NOBOOT[0]=y\n"
+    assert refused(seed_inputs, config) == (
+        "ibtasks: error: config:7: DOMU_KERNEL[0]: the file name a\"b has a quote (\"), which "
+        "U-Boot's shell or an xl config cannot carry\n")
+
+
+def test_string_value_of_a_domain_property_with_a_single_quote_is_refused(
+        seed_inputs: Path) -> None:
+    config = (BASE + "XEN=xen\nNUM_DOMUS=1\nDOMU_KERNEL[0]=zynqmp-dom1/Image-domU\n"
+              "DOMU_SHARED_MEM[0]=\"it's 0x50000000 0x60000000 0x1000\"\n")
+    assert refused(seed_inputs, config) == (
+        "ibtasks: error: config:8: DOMU_SHARED_MEM[0]: has a single quote ('), which U-Boot's "
+        "shell cannot quote\n")
 
 
 # ---- error lines -------------------------------------------------------------------------------
