@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 
+from ibtasks.boardpath import absolute_lexical, board_path
 from ibtasks.config import Config
 from ibtasks.dtedit import Cells, DtEdit, MakeNode, Strings, render_fdt_command
 from ibtasks.fitplan import image_name
+from ibtasks.hush import quote_word
 from ibtasks.layout import Layout
 
 MIN_FDT_RESIZE = 1024  # the seed's `fdt resize 1024`
@@ -48,15 +50,17 @@ def fdt_resize_bytes(edits: list[DtEdit], overlay_bytes: int = 0) -> int:
 
 
 def script_path(config: Config, path: str) -> str:
-    """How the script names an input: relative to the root (-d) directory, as the seed,
-    after `-p PREPEND_PATH` when given."""
-    return _prepend(config, os.path.normpath(path))
+    """How the script names an input, as one shell word: the path the board asks for
+    (`Binary.path`, already relative to the root (-d) directory, or absolute outside it),
+    after `-p PREPEND_PATH` when given, quoted for U-Boot's shell (`hush.quote_word`)."""
+    return quote_word(_prepend(config, path))
 
 
 def output_script_path(config: Config, name: str) -> str:
     """How the script names one of our outputs, which live in the output directory."""
-    absolute = config.output_dir.resolve() / name
-    return _prepend(config, os.path.relpath(absolute, config.root_dir.resolve()))
+    path, _ = board_path(config.root_dir, os.path.join(absolute_lexical(config.output_dir),
+                                                         name))
+    return quote_word(_prepend(config, path))
 
 
 def _prepend(config: Config, path: str) -> str:
@@ -67,7 +71,7 @@ def _prepend(config: Config, path: str) -> str:
 def xen_uimage_name(config: Config) -> str:
     """BOOT_CMD=bootm loads Xen (or LINUX) wrapped as a uImage: `<path>.ub` in the output dir,
     beside the original when outputs go to the -d directory, as upstream's `$XEN.ub`."""
-    return f"{os.path.normpath(config.xen.path)}.ub"
+    return f"{config.xen.path}.ub"
 
 
 def boot_command(config: Config, kernel: str, dtb: str) -> list[str]:
@@ -145,9 +149,9 @@ def render_final_message(config: Config, layout: Layout) -> str:
     if config.fit:  # upstream's FIT message; the FIT goes after the last binary
         fit_addr = f"{layout.end:#x}"
         return (f"Generated uboot FIT image {config.fit.name}, to be loaded at or after address "
-                f"{fit_addr}:\n{config.load_cmd} {fit_addr} {config.fit.name}; "
+                f"{fit_addr}:\n{config.load_cmd} {fit_addr} {quote_word(config.fit.name)}; "
                 f"source {fit_addr}:boot_scr\n")
     slot = f"0x{layout.script_slot:X}"
-    script = _prepend(config, config.uboot_script)
+    script = quote_word(_prepend(config, config.uboot_script))
     return (f"Generated uboot script {config.uboot_script}, to be loaded at address {slot}:\n"
             f"{config.load_cmd} {slot} {script}; source {slot}\n")

@@ -18,6 +18,7 @@ from ibtasks.bootscript import boot_command, extra_commands, fdt_growth, script_
 from ibtasks.chosen import plan_chosen_edits
 from ibtasks.config import Config
 from ibtasks.dtedit import render_fdt_command
+from ibtasks.hush import quote_string
 from ibtasks.layout import LOWEST_SCRIPT_SLOT, SLOT, Layout, Region
 
 # Placeholder cells: address i is (ADDR_HI + i, ADDR_LO + i), size i is (SIZE_HI + i, SIZE_LO + i).
@@ -115,7 +116,7 @@ def render_calc_boot_source(config: Config) -> str:
 
 
 def _linux_edits(config: Config) -> list[str]:
-    lines = [f'fdt set /chosen bootargs "{config.boot.linux_cmd}"']
+    lines = [f"fdt set /chosen bootargs {quote_string(config.boot.linux_cmd)}"]
     if config.boot.linux_ramdisk:
         name = variable_name(config.boot.linux_ramdisk.key)
         lines.append(f"setexpr {name}_end ${{{name}_addr}} + ${{{name}_size}}")

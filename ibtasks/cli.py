@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ibtasks import __version__
-from ibtasks.errors import UserError
+from ibtasks.errors import UserError, error_line, warning_line
 from ibtasks.stamp import remove_stamp, stamp_for, write_stamp
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None)
             guard.remove_ours(output_paths(raw, options))
         raise
     for warning in config.warnings:
-        sys.stderr.write(f"ibtasks: warning: {warning}\n")
+        sys.stderr.write(warning_line(warning))
     _check_writable(config.output_dir)
     return config
 
@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stamp = stamp_for(argv, os.getcwd())
         return run_locked(args, stamp)
     except UserError as exc:
-        sys.stderr.write(f"ibtasks: error: {exc}\n")
+        sys.stderr.write(error_line(str(exc)))
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("ibtasks: interrupted\n")

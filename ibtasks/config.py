@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ibtasks import diskconfig
+from ibtasks.boardpath import board_path, output_name_problem
 from ibtasks.bootopts import BootOptions, read_boot_options
 from ibtasks.domain_checks import check_dom0, check_domus, choose_xen_cmd
 from ibtasks.domains import AFFINITY_KEY, DomUProps, XenProps, build_domu_props, build_xen_props
 from ibtasks.errors import UserError
 from ibtasks.fitplan import FitSettings, read_fit_settings
+from ibtasks.hush import word_problem
+from ibtasks.scriptcheck import check_raw_values, check_script_inputs
 from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
 
 # The seed's -t shorthands, plus upstream's usb and virtio.
@@ -186,8 +189,12 @@ def _boot_fs(text: str, where: str | None) -> str:
 
 
 def build_config(raw: RawConfig, options: Options) -> Config:
-    """Validate `raw`, apply defaults; raise `UserError` naming the place of the first problem."""
-    reader = _Reader(raw)
+    """Validate `raw`, apply defaults; raise `UserError` naming the place of the first problem.
+
+    Paths of input files become the paths the board asks for (`boardpath.board_path`).
+    """
+    check_raw_values(raw)
+    reader = _Reader(raw, options.root_dir)
     xen, linux_mode = _host_kernel(reader)
     num_domus = reader.count("NUM_DOMUS")
     if linux_mode:
@@ -226,6 +233,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
     uboot_source, uboot_script, fdtedit = _output_names(reader, options)
     fit, fit_warnings = read_fit_settings(_fit_lookup(reader, options), options.fit,
                                           _stem(uboot_source), options.root_dir)
+    if fit is not None and reader.where("FIT"):
+        fit = replace(fit, name=_config_output_name(reader, options, "FIT") or fit.name)
 
     config = Config(
         source=raw.source,
@@ -257,6 +266,11 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         fit=fit,
         xen_props=xen_props,
     )
+    load_label = ("-t" if options.load_cmd else "LOAD_CMD" if reader.text("LOAD_CMD")
+                  else "XEN_LOAD")
+    script_warnings = check_script_inputs(config, raw, load_label,
+                                          "-o" if options.output_name else None)
+    config = replace(config, warnings=config.warnings + script_warnings)
     if config.fit and (boot.calc or boot.boot_cmd == "bootm"):
         what = "-s" if boot.calc else "BOOT_CMD=bootm"
         raise UserError(f"{what} cannot be combined with a FIT (-f or FIT): the FIT holds Xen "
@@ -319,15 +333,43 @@ def _covering_load_cmd(boot: BootOptions, domus: tuple[DomU, ...],
     return None
 
 
-def _output_names(reader: _Reader, options: Options) -> tuple[str, str, str]:
-    """UBOOT_SOURCE, UBOOT_SCRIPT and FDTEDIT, with -o NAME winning over the first two."""
+def _output_names(reader: _Reader, options: Options, strict: bool = True
+                  ) -> tuple[str, str, str]:
+    """UBOOT_SOURCE, UBOOT_SCRIPT and FDTEDIT, with -o NAME winning over the first two.
+
+    Names from the config are normalised and must stay inside the output directory (a
+    UserError naming the key otherwise; with `strict` False such a name is replaced by its
+    default, so that cleaning up after a failure never touches a file outside); -o may point
+    anywhere, as vendor build systems rely on (`-o ${WORKDIR}/xen_boot`).
+    """
     if options.output_name:
+        problem = word_problem(options.output_name)
+        if problem is not None and strict:
+            raise UserError(f"-o: the output name {options.output_name} {problem}")
         uboot_source = f"{options.output_name}.source"
         uboot_script = f"{options.output_name}.scr"
     else:
-        uboot_source = reader.text("UBOOT_SOURCE") or "boot.source"
-        uboot_script = reader.text("UBOOT_SCRIPT") or f"{_stem(uboot_source)}.scr"
-    return uboot_source, uboot_script, reader.text("FDTEDIT") or f"{_stem(uboot_source)}.dtb"
+        uboot_source = _config_output_name(reader, options, "UBOOT_SOURCE", strict) or "boot.source"
+        uboot_script = (_config_output_name(reader, options, "UBOOT_SCRIPT", strict)
+                        or f"{_stem(uboot_source)}.scr")
+    fdtedit = (_config_output_name(reader, options, "FDTEDIT", strict)
+               or f"{_stem(uboot_source)}.dtb")
+    return uboot_source, uboot_script, fdtedit
+
+
+def _config_output_name(reader: _Reader, options: Options, name: str, strict: bool = True
+                        ) -> str | None:
+    """An output name given in the config, normalised inside the output directory; None when
+    unset (or, not `strict`, when it points outside)."""
+    value = reader.raw.values.get((name, None))
+    if value is None or not value.text:
+        return None
+    normal, problem = output_name_problem(options.output_dir or options.root_dir, value.text)
+    if problem is None:
+        return normal
+    if strict:
+        raise UserError(f"{name}: {problem}", value.where)
+    return None
 
 
 def _fit_lookup(reader: _Reader, options: Options
@@ -351,8 +393,10 @@ def output_paths(raw: RawConfig, options: Options) -> list[Path]:
     config is never taken for the result of this one.
     """
     out_dir = options.output_dir or options.root_dir
-    names = list(_output_names(_Reader(raw), options))
-    fit = _Reader(raw).text("FIT") or (f"{_stem(names[0])}.fit" if options.fit else None)
+    reader = _Reader(raw)
+    names = list(_output_names(reader, options, strict=False))
+    fit = (_config_output_name(reader, options, "FIT", strict=False)
+           or (f"{_stem(names[0])}.fit" if options.fit else None))
     return [out_dir / name for name in names + ([fit] if fit else [])]
 
 
@@ -452,8 +496,9 @@ def _check_inputs_exist(config: Config, inputs: list[Binary] | None = None) -> N
 class _Reader:
     """Typed access to raw values with the settings table's defaults and error places."""
 
-    def __init__(self, raw: RawConfig) -> None:
+    def __init__(self, raw: RawConfig, root: Path | None = None) -> None:
         self.raw = raw
+        self.root = root  # paths of binaries are made relative to it (board_path)
 
     def setting(self, name: str) -> Setting:
         return SETTINGS_BY_NAME[name]
@@ -509,7 +554,8 @@ class _Reader:
         text = self.text(name, index)
         if not text:
             return None
-        return Binary(self.label(name, index), text, self.where(name, index) or self.raw.source)
+        path = board_path(self.root, text)[0] if self.root is not None else text
+        return Binary(self.label(name, index), path, self.where(name, index) or self.raw.source)
 
     def counted_binaries(self, name: str, count_name: str) -> tuple[Binary, ...]:
         """`NAME[0]` to `NAME[COUNT-1]` (DT_OVERLAY, BOOT_AUX_FILE), each of which must be set."""

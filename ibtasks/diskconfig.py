@@ -44,8 +44,11 @@ def boot_aux_files(reader: _Reader) -> tuple[Binary, ...]:
 
 
 def check_disk_config(config: Config) -> None:
-    """Before any task runs: the xl configs (and their passthrough DTBs) can be written."""
+    """Before any task runs: the xl configs (and their passthrough DTBs) can be written, and
+    every boot file lies under -d, where the boot partition holds it."""
+    from ibtasks.boardpath import check_boot_files_inside_root
     from ibtasks.disktasks import xl_configs
 
+    check_boot_files_inside_root(config)
     if config.dom0_rootfs is not None:
         xl_configs(config)

@@ -18,6 +18,7 @@ from doit.reporter import ConsoleReporter
 
 from ibtasks.digestcache import make_checker
 from ibtasks.doitstate import BACKEND_NAME, PLUGIN_LOCATION
+from ibtasks.errors import error_line
 
 # doit looks backends up by name among its plugins (see ibtasks.doitstate).
 PLUGINS = {"BACKEND": {BACKEND_NAME: PLUGIN_LOCATION}}
@@ -41,7 +42,7 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
 
     def add_failure(self, task: Any, fail: Any) -> None:
         if isinstance(fail, TaskFailed):
-            sys.stderr.write(f"ibtasks: error: {fail.message}\n")
+            sys.stderr.write(error_line(fail.message))
         else:
             sys.stderr.write(f"ibtasks: internal error in {task.name}:\n{fail.get_msg()}\n")
 

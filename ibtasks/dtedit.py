@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ibtasks.hush import fdt_name, quote_string
+
 
 @dataclass(frozen=True)
 class Strings:
@@ -72,16 +74,16 @@ def reg_cells(address: int, size: int) -> Cells:
 
 def _render_value(value: PropValue) -> str:
     if isinstance(value, Strings):
-        return " ".join(f'"{item}"' for item in value.items)
+        return " ".join(quote_string(item) for item in value.items)
     if isinstance(value, Cells):
         return "<" + " ".join(f"0x{cell:X}" for cell in value.items) + ">"
     return ""
 
 
 def render_fdt_command(edit: DtEdit) -> str:
-    """The U-Boot `fdt` command for one edit; `#` is escaped as U-Boot's shell needs."""
+    """The U-Boot `fdt` command for one edit, each argument quoted as U-Boot's shell needs
+    (`hush.fdt_name`, `hush.quote_string`: `#` escaped, strings in "..." or '...')."""
     if isinstance(edit, MakeNode):
-        return f"fdt mknod {edit.parent} {edit.name}"
-    name = edit.name.replace("#", "\\#")
+        return f"fdt mknod {fdt_name(edit.parent)} {fdt_name(edit.name)}"
     value = _render_value(edit.value)
-    return f"fdt set {edit.node} {name} {value}".rstrip()
+    return f"fdt set {fdt_name(edit.node)} {fdt_name(edit.name)} {value}".rstrip()
