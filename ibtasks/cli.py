@@ -49,6 +49,8 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_common_tail(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strict", action="store_true",
+                        help="treat every warning as an error (also STRICT=y in the config)")
     parser.add_argument("--preedited-dtb", action="store_true",
                         help="load the edited DTB instead of running fdt commands in U-Boot")
     parser.add_argument("-v", "--verbose", action="store_true", help="show each task run")
@@ -107,7 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    from ibtasks.config import Options, build_config, output_paths, resolve_load_cmd
+    from ibtasks.config import (
+        Options,
+        build_config,
+        check_strict,
+        is_strict,
+        output_paths,
+        resolve_load_cmd,
+    )
     from ibtasks.config_load import read_config_file
 
     root = Path(args.root)
@@ -127,17 +136,36 @@ def config_from_args(args: argparse.Namespace) -> Config:
         fit=getattr(args, "fit", False),
         fit_key_dir=getattr(args, "fit_key_dir", None),
         fit_u_boot_dtb=getattr(args, "fit_u_boot_dtb", None),
+        strict=args.strict,
     )
-    raw = read_config_file(Path(args.config))
+    found: list[str] = []
+
+    def warn(message: str) -> None:
+        check_strict([message], options.strict)
+        found.append(message)
+
     try:
+        raw = read_config_file(Path(args.config), warn=warn)
+    except UserError:
+        _print_warnings(found)  # about lines before the error: they may explain it
+        raise
+    strict = is_strict(raw, options)
+    try:
+        check_strict(raw.warnings, strict)
+        _print_warnings(raw.warnings)
         config = build_config(raw, options)
+        check_strict(config.warnings, strict)
     except UserError:
         _remove_outputs(output_paths(raw, options))
         raise
-    for warning in config.warnings:
-        sys.stderr.write(f"ibtasks: warning: {warning}\n")
+    _print_warnings(config.warnings[len(raw.warnings):])
     _check_writable(config.output_dir)
     return config
+
+
+def _print_warnings(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        sys.stderr.write(f"ibtasks: warning: {warning}\n")
 
 
 def _check_writable(directory: Path) -> None:

@@ -8,7 +8,7 @@ and every validation, raising `UserError` that names the file, line and key.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from ibtasks.domain_checks import check_dom0, check_domus, choose_xen_cmd
 from ibtasks.domains import AFFINITY_KEY, DomUProps, XenProps, build_domu_props, build_xen_props
 from ibtasks.errors import UserError
 from ibtasks.fitplan import FitSettings, read_fit_settings
-from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
+from ibtasks.settings import SETTINGS_BY_NAME, Setting
 
 # The seed's -t shorthands, plus upstream's usb and virtio.
 LOAD_CMD_ALIASES = {
@@ -177,6 +177,20 @@ class Options:
     fit_u_boot_dtb: str | None = None  # -u DTB, wins over FIT_ENC_UB_DTB
     prepend_path: str = ""  # -p PREPEND_PATH
     calc: bool = False  # -s: addresses computed by U-Boot
+    strict: bool = False  # --strict: every warning is an error (also STRICT=y)
+
+
+def is_strict(raw: RawConfig, options: Options) -> bool:
+    """Whether warnings are errors: `--strict` or a set `STRICT` key."""
+    value = raw.values.get(("STRICT", None))
+    return options.strict or (value is not None
+                              and value.text.strip().lower() not in FALSE_WORDS)
+
+
+def check_strict(warnings: Sequence[str], strict: bool) -> None:
+    """In strict mode raise the first warning as a `UserError`, its text the error line."""
+    if strict and warnings:
+        raise UserError(warnings[0])
 
 
 def _boot_fs(text: str, where: str | None) -> str:
@@ -531,27 +545,22 @@ class _Reader:
         return binary
 
 
-def check_key(name: str, index: str | None, where: str) -> tuple[RawKey | None, str | None]:
-    """Classify one assignment: its raw key (None to ignore) and a warning to show, if any.
+def check_key(name: str, index: str | None, where: str) -> RawKey | None:
+    """The raw key of one bash assignment, or None for a name that is not an ImageBuilder key.
 
-    Names that are not ImageBuilder keys are ordinary shell variables (`DOMDIR=...`) unless they
-    look like a misspelt key or are indexed like a per-domU key.
+    Which unknown names deserve a warning is the reader's choice (`config_load`): it knows which
+    names the file's expansions use. Raises `UserError` for upstream keys we do not support and
+    for indices a key cannot have.
     """
     setting = SETTINGS_BY_NAME.get(name)
     if setting is None:
         if name in UNSUPPORTED_UPSTREAM_KEYS:
             raise UserError(f"{name}: this upstream ImageBuilder key is not supported by ibtasks; "
                             "remove it or use ImageBuilder itself", where)
-        label = name if index is None else f"{name}[{index}]"
-        suggestion = suggest_key(name)
-        if suggestion:
-            return None, f"{where}: {label}: unknown key, ignored; did you mean {suggestion}?"
-        if index is not None:
-            return None, f"{where}: {label}: unknown key, ignored"
-        return None, None
+        return None
     if name == AFFINITY_KEY and index is not None and "," in index:
         domu, _, vcpu = index.partition(",")
-        return (f"{name},{int(vcpu)}", int(domu)), None  # one raw key per [domU,vCPU]
+        return (f"{name},{int(vcpu)}", int(domu))  # one raw key per [domU,vCPU]
     if name == AFFINITY_KEY:
         raise UserError(f"{name}[{index}]: write {name}[domU,vCPU]=pCPUs, with "
                         f"`declare -A {name}`", where)
@@ -559,9 +568,9 @@ def check_key(name: str, index: str | None, where: str) -> tuple[RawKey | None, 
         if index not in (None, "0"):
             raise UserError(f"{name} is not a per-domU key: write {name}=..., not {name}[{index}]",
                             where)
-        return (name, None), None
+        return (name, None)
     if index is None:
-        return (name, 0), None  # bash: ARRAY=value sets element 0
+        return (name, 0)  # bash: ARRAY=value sets element 0
     if not index.isdigit():
         raise UserError(f"{name}[{index}]: a domU index must be a number", where)
-    return (name, int(index)), None
+    return (name, int(index))
