@@ -7,9 +7,10 @@ and every validation, raising `UserError` that names the file, line and key.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ibtasks import diskconfig
@@ -107,7 +108,7 @@ class Config:
     load_cmd: str
     memory_start: int
     memory_end: int
-    device_tree: Binary
+    host_dtb: Binary | None  # DEVICE_TREE; None only with -s: U-Boot's control DTB is edited
     xen: Binary  # the kernel the boot command starts: XEN, or LINUX in bare-metal mode
     xen_cmd: str
     dom0_kernel: Binary | None  # None: dom0less without a dom0
@@ -127,6 +128,20 @@ class Config:
     fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
     xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
     boot: BootOptions = field(default_factory=BootOptions)  # issue 6 part Q: bootopts.py
+
+    @property
+    def device_tree(self) -> Binary:
+        """DEVICE_TREE, for the code paths that load or read it (all but `-s` without it)."""
+        if self.host_dtb is None:
+            raise RuntimeError("no DEVICE_TREE: with -s the script edits U-Boot's control DTB")
+        return self.host_dtb
+
+    @property
+    def dtb_label(self) -> str:
+        """The host DTB as messages name it."""
+        if self.host_dtb is None:
+            return "U-Boot's control DTB (${fdtcontroladdr})"
+        return f"DEVICE_TREE ({self.host_dtb.path})"
 
     @property
     def linux_mode(self) -> bool:
@@ -150,7 +165,7 @@ class Config:
         for domu in self.domus:
             if domu.boots_with_xen:
                 found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
-        found += [*self.boot.dt_overlays, self.device_tree]
+        found += [*self.boot.dt_overlays, *([self.host_dtb] if self.host_dtb else [])]
         if self.boot.bitstream:
             found.append(self.boot.bitstream)
         return found
@@ -221,7 +236,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                 or _covering_load_cmd(boot, domus, has_dom0))
     if not load_cmd:
         raise UserError("no load command: pass -t (tftp, sd, scsi, usb, virtio or a U-Boot "
-                        "command) or set LOAD_CMD in the config")
+                        "command), set LOAD_CMD in the config or export LOAD_CMD")
     memory_start = reader.address("MEMORY_START")
     memory_end = reader.address("MEMORY_END")
     if memory_end <= memory_start:
@@ -248,7 +263,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         load_cmd=load_cmd,
         memory_start=memory_start,
         memory_end=memory_end,
-        device_tree=reader.required_binary("DEVICE_TREE"),
+        host_dtb=_host_dtb(reader, options.calc),
         xen=xen,
         xen_cmd=choose_xen_cmd(raw.values, _bootargs(reader, "XEN_CMD"), has_dom0, xen_props,
                                any(d.props.colors for d in domus)),
@@ -263,7 +278,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         preedited_dtb=options.preedited_dtb or reader.flag("PREEDITED_DTB"),
         boot_fs=_boot_fs(options.boot_fs or reader.text("BOOT_FS") or "fat",
                          reader.where("BOOT_FS")),
-        warnings=raw.warnings + fit_warnings,
+        warnings=raw.warnings + fit_warnings + _load_cmd_warnings(reader, options, boot),
         environ_used=raw.environ_used,
         boot=boot,
         partition_table=diskconfig.partition_table(reader, options.partition_table),
@@ -277,6 +292,9 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                         "and fixed load addresses", reader.where("BOOT_CMD") if not boot.calc
                         else None)
     if boot.calc:
+        warnings = _calc_warnings(reader)
+        if warnings:
+            config = replace(config, warnings=config.warnings + warnings)
         if config.preedited_dtb:
             raise UserError("--preedited-dtb cannot be combined with -s: the edited DTB needs "
                             "the load addresses, which -s leaves to U-Boot")
@@ -286,6 +304,54 @@ def build_config(raw: RawConfig, options: Options) -> Config:
     else:
         _check_inputs_exist(config)
     return config
+
+
+# U-Boot commands that load a file to an address (cmd/ and net/ of U-Boot 2025.01), for
+# catching a misspelt one, which would stop the board at "Unknown command".
+UBOOT_LOAD_COMMANDS = ("tftpboot", "tftpb", "load", "fatload", "ext2load", "ext4load",
+                       "tftp", "ubifsload", "zfsload", "sqfsload", "erofsload", "nfs", "dhcp",
+                       "bootp", "rarpboot", "wget", "smhload")
+
+
+def _load_cmd_warnings(reader: _Reader, options: Options, boot: BootOptions) -> tuple[str, ...]:
+    """A warning for each load command whose first word is not a U-Boot load command."""
+    commands = [("LOAD_CMD", options.load_cmd, "-t"),
+                ("LOAD_CMD", None if options.load_cmd else reader.text("LOAD_CMD"),
+                 reader.where("LOAD_CMD")),
+                ("XEN_LOAD", boot.xen_load, reader.where("XEN_LOAD")),
+                ("DOM0_LOAD", boot.dom0_load, reader.where("DOM0_LOAD"))]
+    commands += [(f"DOMU_LOAD[{i}]", cmd, reader.where("DOMU_LOAD", i))
+                 for i, cmd in boot.domu_load]
+    warnings = []
+    for label, command, where in commands:
+        word = command.split()[0] if command and command.split() else None
+        if word is None or word in UBOOT_LOAD_COMMANDS:
+            continue
+        close = difflib.get_close_matches(word, UBOOT_LOAD_COMMANDS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{where or reader.raw.source}: {label}: '{word}' is not a U-Boot load "
+                        f"command ibtasks knows (U-Boot will stop at it){hint}")
+    return tuple(warnings)
+
+
+def _host_dtb(reader: _Reader, calc: bool) -> Binary | None:
+    """DEVICE_TREE; optional with -s, whose script then edits U-Boot's own control DTB
+    (`${fdtcontroladdr}`), as upstream's "Make DEVICE_TREE optional parameter" (2025-08)."""
+    dtb = reader.binary("DEVICE_TREE")
+    if dtb is None and not calc:
+        raise UserError("DEVICE_TREE is required but not set (only uboot-script-gen -s can do "
+                        "without: its script edits U-Boot's own DTB, ${fdtcontroladdr})",
+                        reader.where("DEVICE_TREE") or reader.raw.source)
+    return dtb
+
+
+def _calc_warnings(reader: _Reader) -> tuple[str, ...]:
+    """-s writes no edited DTB: a FDTEDIT name would silently name nothing."""
+    where = reader.where("FDTEDIT")
+    if where and reader.text("FDTEDIT"):
+        return (f"{where}: FDTEDIT: -s writes no edited DTB (U-Boot edits the DTB at boot), "
+                "ignored",)
+    return ()
 
 
 # Keys whose edits need facts of the input DTB (phandles, cell sizes, node paths), which -s
