@@ -384,8 +384,8 @@ class _Parser:
             if self.expanded > MAX_EXPANDED_CHARS:
                 raise self.error(
                     f"${name}: expansions in this config add up to more than "
-                    f"{MAX_EXPANDED_CHARS // 1024 // 1024} MiB of text (does a line like "
-                    f"{name}=${name}${name} repeat?); write the values themselves"
+                    f"{MAX_EXPANDED_CHARS // 1024 // 1024} MiB of text; write the values "
+                    "themselves"
                 )
         return value
 

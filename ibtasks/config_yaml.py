@@ -54,8 +54,14 @@ class BoundedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         event = self.peek_event()
+        target = None
+        if isinstance(event, yaml.AliasEvent) and event.anchor is not None:
+            target = self.anchors.get(event.anchor)
+        if isinstance(parent, yaml.MappingNode) and index is None:  # a mapping's key
+            if not isinstance(event, yaml.ScalarEvent | yaml.AliasEvent) or (
+                    target is not None and not isinstance(target, yaml.ScalarNode)):
+                raise _Refused("a key must be a plain name", event.start_mark)
         if isinstance(event, yaml.AliasEvent):
-            target = self.anchors.get(event.anchor) if event.anchor is not None else None
             if target is not None:
                 if target.end_mark is None:  # the alias sits inside its own anchor
                     raise _Refused(f"alias *{event.anchor} refers to itself",
@@ -79,9 +85,7 @@ class BoundedLoader(yaml.SafeLoader):
     def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
         node: yaml.MappingNode = super().compose_mapping_node(anchor)
         seen: dict[str, yaml.Node] = {}
-        for key, _ in node.value:
-            if not isinstance(key, yaml.ScalarNode):
-                raise _Refused("a key must be a plain name", key.start_mark)
+        for key, _ in node.value:  # scalars: compose_node refused any other key
             if key.value in seen:
                 first = seen[key.value].start_mark.line + 1
                 raise _Refused(f"{key.value}: given twice (first on line {first})",
