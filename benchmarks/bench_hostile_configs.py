@@ -21,7 +21,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-SMALL = "MEMORY_START=0x40000000\nMEMORY_END=0x50000000\nDEVICE_TREE=board.dtb\nXEN=xen\n"
+SMALL = (
+    "MEMORY_START=0x40000000\nMEMORY_END=0x50000000\nDEVICE_TREE=board.dtb\nXEN=xen\n"
+    "DOM0_KERNEL=Image\n"
+)
 
 
 def fifo(d: Path) -> str:
@@ -82,7 +85,7 @@ CASES: list[tuple[str, Callable[[Path], str]]] = [
     ("A=$A$A x34 (16 GiB)", doubling),
     ("4 GiB config (sparse)", huge),
     ("valid, just under 1 MiB", one_mib_of_assignments),
-    ("valid, 4 lines (to -s)", small_valid),
+    ("valid, 5 lines (to -s)", small_valid),
 ]
 
 
