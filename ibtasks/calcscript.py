@@ -6,6 +6,9 @@ with `setexpr` (`/` and `*`, which need no shell quoting), and builds each `reg`
 `setexpr`-split high and low cells. The /chosen edits are the same `plan_chosen_edits` list as
 without `-s`, planned on placeholder addresses that are then replaced by variable references.
 
+Without DEVICE_TREE the script edits and boots with U-Boot's own control DTB
+(`setenv host_fdt_addr ${fdtcontroladdr}`), as upstream since 2025-08.
+
 What `-s` cannot do, as upstream: account for a kernel's bss (only the file is loaded), avoid
 /reserved-memory, check that everything fits below MEMORY_END, or write the edited DTB.
 """
@@ -90,9 +93,14 @@ def render_calc_boot_source(config: Config) -> str:
                   f"setexpr memaddr ${{memaddr}} * 0x{SLOT:X}"]
         if config.boot.bitstream and binary.key == config.boot.bitstream.key:
             lines.append(f"fpga load 0 ${{{name}_addr}} ${{{name}_size}}")
-    dtb = variable_name(config.device_tree.key)
+    if config.host_dtb is None:
+        # No DEVICE_TREE: edit the DTB U-Boot itself runs with, as upstream does.
+        dtb_addr = "${host_fdt_addr}"
+        lines.append("setenv host_fdt_addr ${fdtcontroladdr}")
+    else:
+        dtb_addr = f"${{{variable_name(config.host_dtb.key)}_addr}}"
     edits = plan_chosen_edits(config, _placeholder_layout(config))
-    lines.append(f"fdt addr ${{{dtb}_addr}}")
+    lines.append(f"fdt addr {dtb_addr}")
     lines.append(f"setexpr fdt_room 0x{fdt_growth(edits) + 1024:X}")
     lines += [f"setexpr fdt_room ${{fdt_room}} + ${{{name}_size}}" for name in overlays]
     lines.append("fdt resize ${fdt_room}")
@@ -111,7 +119,7 @@ def render_calc_boot_source(config: Config) -> str:
     if config.boot.print_chosen:
         lines.append("fdt print /chosen")
     lines += extra_commands(config)
-    lines += boot_command(config, f"${{{variable_name(config.xen.key)}_addr}}", f"${{{dtb}_addr}}")
+    lines += boot_command(config, f"${{{variable_name(config.xen.key)}_addr}}", dtb_addr)
     return "\n".join(lines) + "\n"
 
 

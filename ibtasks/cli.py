@@ -52,6 +52,8 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_common_tail(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strict", action="store_true",
+                        help="treat every warning as an error (also STRICT=y in the config)")
     parser.add_argument("--preedited-dtb", action="store_true",
                         help="load the edited DTB instead of running fdt commands in U-Boot")
     parser.add_argument("-v", "--verbose", action="store_true", help="show each task run")
@@ -111,8 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None) -> Config:
     """The validated config of a command line; when it does not validate, `guard` removes the
-    outputs it names that ibtasks wrote earlier (never a user's file)."""
-    from ibtasks.config import Options, build_config, output_paths, resolve_load_cmd
+    outputs it names that ibtasks wrote earlier (never a user's file). Warnings are printed as
+    soon as they are known (before an error they may explain); with --strict or STRICT=y the
+    first one is the error."""
+    from ibtasks.config import (
+        Options,
+        build_config,
+        check_strict,
+        is_strict,
+        output_paths,
+        resolve_load_cmd,
+    )
     from ibtasks.config_load import read_config_file
 
     root = Path(args.root)
@@ -132,18 +143,37 @@ def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None)
         fit=getattr(args, "fit", False),
         fit_key_dir=getattr(args, "fit_key_dir", None),
         fit_u_boot_dtb=getattr(args, "fit_u_boot_dtb", None),
+        strict=args.strict,
     )
-    raw = read_config_file(Path(args.config))
+    found: list[str] = []
+
+    def warn(message: str) -> None:
+        check_strict([message], options.strict)
+        found.append(message)
+
     try:
+        raw = read_config_file(Path(args.config), warn=warn)
+    except UserError:
+        _print_warnings(found)  # about lines before the error: they may explain it
+        raise
+    strict = is_strict(raw, options)
+    try:
+        check_strict(raw.warnings, strict)
+        _print_warnings(raw.warnings)
         config = build_config(raw, options)
+        check_strict(config.warnings, strict)
     except UserError:
         if guard is not None:
             guard.remove_ours(output_paths(raw, options))
         raise
-    for warning in config.warnings:
-        sys.stderr.write(warning_line(warning))
+    _print_warnings(config.warnings[len(raw.warnings):])
     _check_writable(config.output_dir)
     return config
+
+
+def _print_warnings(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        sys.stderr.write(warning_line(warning))
 
 
 def _check_writable(directory: Path) -> None:

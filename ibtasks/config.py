@@ -8,7 +8,7 @@ and every validation, raising `UserError` that names the file, line and key.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from ibtasks.errors import UserError
 from ibtasks.fitplan import FitSettings, read_fit_settings
 from ibtasks.hush import word_problem
 from ibtasks.scriptcheck import check_raw_values, check_script_inputs
-from ibtasks.settings import SETTINGS_BY_NAME, Setting, suggest_key
+from ibtasks.settings import SETTINGS_BY_NAME, Setting
 
 # The seed's -t shorthands, plus upstream's usb and virtio.
 LOAD_CMD_ALIASES = {
@@ -110,7 +110,7 @@ class Config:
     load_cmd: str
     memory_start: int
     memory_end: int
-    device_tree: Binary
+    host_dtb: Binary | None  # DEVICE_TREE; None only with -s: U-Boot's control DTB is edited
     xen: Binary  # the kernel the boot command starts: XEN, or LINUX in bare-metal mode
     xen_cmd: str
     dom0_kernel: Binary | None  # None: dom0less without a dom0
@@ -130,6 +130,20 @@ class Config:
     fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
     xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
     boot: BootOptions = field(default_factory=BootOptions)  # issue 6 part Q: bootopts.py
+
+    @property
+    def device_tree(self) -> Binary:
+        """DEVICE_TREE, for the code paths that load or read it (all but `-s` without it)."""
+        if self.host_dtb is None:
+            raise RuntimeError("no DEVICE_TREE: with -s the script edits U-Boot's control DTB")
+        return self.host_dtb
+
+    @property
+    def dtb_label(self) -> str:
+        """The host DTB as messages name it."""
+        if self.host_dtb is None:
+            return "U-Boot's control DTB (${fdtcontroladdr})"
+        return f"DEVICE_TREE ({self.host_dtb.path})"
 
     @property
     def linux_mode(self) -> bool:
@@ -153,7 +167,7 @@ class Config:
         for domu in self.domus:
             if domu.boots_with_xen:
                 found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
-        found += [*self.boot.dt_overlays, self.device_tree]
+        found += [*self.boot.dt_overlays, *([self.host_dtb] if self.host_dtb else [])]
         if self.boot.bitstream:
             found.append(self.boot.bitstream)
         return found
@@ -180,6 +194,20 @@ class Options:
     fit_u_boot_dtb: str | None = None  # -u DTB, wins over FIT_ENC_UB_DTB
     prepend_path: str = ""  # -p PREPEND_PATH
     calc: bool = False  # -s: addresses computed by U-Boot
+    strict: bool = False  # --strict: every warning is an error (also STRICT=y)
+
+
+def is_strict(raw: RawConfig, options: Options) -> bool:
+    """Whether warnings are errors: `--strict` or a set `STRICT` key."""
+    value = raw.values.get(("STRICT", None))
+    return options.strict or (value is not None
+                              and value.text.strip().lower() not in FALSE_WORDS)
+
+
+def check_strict(warnings: Sequence[str], strict: bool) -> None:
+    """In strict mode raise the first warning as a `UserError`, its text the error line."""
+    if strict and warnings:
+        raise UserError(warnings[0])
 
 
 def _boot_fs(text: str, where: str | None) -> str:
@@ -214,7 +242,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                 or _covering_load_cmd(boot, domus, has_dom0))
     if not load_cmd:
         raise UserError("no load command: pass -t (tftp, sd, scsi, usb, virtio or a U-Boot "
-                        "command) or set LOAD_CMD in the config")
+                        "command), set LOAD_CMD in the config or export LOAD_CMD")
     memory_start = reader.address("MEMORY_START")
     memory_end = reader.address("MEMORY_END")
     if memory_end <= memory_start:
@@ -243,7 +271,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         load_cmd=load_cmd,
         memory_start=memory_start,
         memory_end=memory_end,
-        device_tree=reader.required_binary("DEVICE_TREE"),
+        host_dtb=_host_dtb(reader, options.calc),
         xen=xen,
         xen_cmd=choose_xen_cmd(raw.values, _bootargs(reader, "XEN_CMD"), has_dom0, xen_props,
                                any(d.props.colors for d in domus)),
@@ -277,6 +305,9 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                         "and fixed load addresses", reader.where("BOOT_CMD") if not boot.calc
                         else None)
     if boot.calc:
+        warnings = _calc_warnings(reader)
+        if warnings:
+            config = replace(config, warnings=config.warnings + warnings)
         if config.preedited_dtb:
             raise UserError("--preedited-dtb cannot be combined with -s: the edited DTB needs "
                             "the load addresses, which -s leaves to U-Boot")
@@ -286,6 +317,26 @@ def build_config(raw: RawConfig, options: Options) -> Config:
     else:
         _check_inputs_exist(config)
     return config
+
+
+def _host_dtb(reader: _Reader, calc: bool) -> Binary | None:
+    """DEVICE_TREE; optional with -s, whose script then edits U-Boot's own control DTB
+    (`${fdtcontroladdr}`), as upstream's "Make DEVICE_TREE optional parameter" (2025-08)."""
+    dtb = reader.binary("DEVICE_TREE")
+    if dtb is None and not calc:
+        raise UserError("DEVICE_TREE is required but not set (only uboot-script-gen -s can do "
+                        "without: its script edits U-Boot's own DTB, ${fdtcontroladdr})",
+                        reader.where("DEVICE_TREE") or reader.raw.source)
+    return dtb
+
+
+def _calc_warnings(reader: _Reader) -> tuple[str, ...]:
+    """-s writes no edited DTB: a FDTEDIT name would silently name nothing."""
+    where = reader.where("FDTEDIT")
+    if where and reader.text("FDTEDIT"):
+        return (f"{where}: FDTEDIT: -s writes no edited DTB (U-Boot edits the DTB at boot), "
+                "ignored",)
+    return ()
 
 
 # Keys whose edits need facts of the input DTB (phandles, cell sizes, node paths), which -s
@@ -577,27 +628,22 @@ class _Reader:
         return binary
 
 
-def check_key(name: str, index: str | None, where: str) -> tuple[RawKey | None, str | None]:
-    """Classify one assignment: its raw key (None to ignore) and a warning to show, if any.
+def check_key(name: str, index: str | None, where: str) -> RawKey | None:
+    """The raw key of one bash assignment, or None for a name that is not an ImageBuilder key.
 
-    Names that are not ImageBuilder keys are ordinary shell variables (`DOMDIR=...`) unless they
-    look like a misspelt key or are indexed like a per-domU key.
+    Which unknown names deserve a warning is the reader's choice (`config_load`): it knows which
+    names the file's expansions use. Raises `UserError` for upstream keys we do not support and
+    for indices a key cannot have.
     """
     setting = SETTINGS_BY_NAME.get(name)
     if setting is None:
         if name in UNSUPPORTED_UPSTREAM_KEYS:
             raise UserError(f"{name}: this upstream ImageBuilder key is not supported by ibtasks; "
                             "remove it or use ImageBuilder itself", where)
-        label = name if index is None else f"{name}[{index}]"
-        suggestion = suggest_key(name)
-        if suggestion:
-            return None, f"{where}: {label}: unknown key, ignored; did you mean {suggestion}?"
-        if index is not None:
-            return None, f"{where}: {label}: unknown key, ignored"
-        return None, None
+        return None
     if name == AFFINITY_KEY and index is not None and "," in index:
         domu, _, vcpu = index.partition(",")
-        return (f"{name},{int(vcpu)}", int(domu)), None  # one raw key per [domU,vCPU]
+        return (f"{name},{int(vcpu)}", int(domu))  # one raw key per [domU,vCPU]
     if name == AFFINITY_KEY:
         raise UserError(f"{name}[{index}]: write {name}[domU,vCPU]=pCPUs, with "
                         f"`declare -A {name}`", where)
@@ -605,9 +651,9 @@ def check_key(name: str, index: str | None, where: str) -> tuple[RawKey | None, 
         if index not in (None, "0"):
             raise UserError(f"{name} is not a per-domU key: write {name}=..., not {name}[{index}]",
                             where)
-        return (name, None), None
+        return (name, None)
     if index is None:
-        return (name, 0), None  # bash: ARRAY=value sets element 0
+        return (name, 0)  # bash: ARRAY=value sets element 0
     if not index.isdigit():
         raise UserError(f"{name}[{index}]: a domU index must be a number", where)
-    return (name, int(index)), None
+    return (name, int(index))

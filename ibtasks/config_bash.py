@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ibtasks.errors import UserError, at_line
@@ -43,6 +43,10 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _ASSIGN = re.compile(rf"({_NAME})(?:\[([^\]\s]*)\])?(\+?)=")
 _ELEMENT = re.compile(r"\[([^\]\s]*)\]=")
 _NAME_RE = re.compile(_NAME)
+# Characters with no meaning to any word reader: not blanks or operators, quotes, `$`, `\\`,
+# `~` or `:` (tilde), glob or brace characters (arrays), `}` (end of ${V:-word}).
+_PLAIN_RUN = re.compile(r"[^ \t\n;&|<>()~*?\[{}\\'\"$`:]+")
+_QUOTED_RUN = re.compile(r"[^\"\\$`}]+")
 _WORD_END = " \t\n;&|<>()"
 _GLOB = "*?["
 _KEYWORDS = {
@@ -55,6 +59,13 @@ _ANSI_C = {
     "f": "\f", "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?",
 }  # fmt: skip
 
+# Bounds that keep a hostile config from hanging or exhausting memory; real configs stay far
+# below them. Expansions (and `+=`, which copies the old value) may produce this much text in
+# all: `A=$A$A` repeated doubles each time.
+MAX_EXPANDED_CHARS = 1024 * 1024
+# ${A:-${B:-...}} may nest this deep (each level costs Python stack).
+MAX_NESTING = 32
+
 # A piece of a word: its text, and whether bash would split it into several words (the
 # result of an unquoted expansion). Only array elements are split.
 _Piece = tuple[str, bool]
@@ -64,8 +75,16 @@ def parse_bash_config(text: str, path: str, environ: Mapping[str, str]) -> list[
     """The assignments of a bash config, in file order, expanded as `source` would.
 
     Names in `$VAR` come from earlier assignments, then from `environ`; unset gives "".
+    Raises `UserError` naming the line of the first statement that is not a plain assignment,
+    of expansions past `MAX_EXPANDED_CHARS` (1 MiB) or `${...}` nested past `MAX_NESTING`.
     """
-    return _Parser(text, path, environ).parse()
+    return list(iter_bash_config(text, path, environ))
+
+
+def iter_bash_config(text: str, path: str, environ: Mapping[str, str]) -> Iterator[Assignment]:
+    """`parse_bash_config`, one statement at a time: a caller sees the assignments of the lines
+    before an error (to show its warnings about them) before the error is raised."""
+    return _Parser(text, path, environ).assignments()
 
 
 class _Parser:
@@ -79,6 +98,8 @@ class _Parser:
         self.newlines = [i for i, c in enumerate(text) if c == "\n"]
         self.vars: dict[str, dict[str, str]] = {}
         self.out: list[Assignment] = []
+        self.expanded = 0  # characters produced by expansions so far
+        self.nesting = 0  # ${ levels open at the cursor
 
     # -- places and errors ---------------------------------------------------------------
 
@@ -94,7 +115,7 @@ class _Parser:
 
     # -- statements ----------------------------------------------------------------------
 
-    def parse(self) -> list[Assignment]:
+    def assignments(self) -> Iterator[Assignment]:
         if "\r" in self.text:
             raise self.error(
                 "carriage return (Windows line ending) found: convert the file to Unix line "
@@ -106,7 +127,7 @@ class _Parser:
             self.skip_blanks()
             c = self.peek()
             if c == "":
-                return self.out
+                return
             if c == "\n":
                 self.pos += 1
                 empty = True
@@ -121,6 +142,8 @@ class _Parser:
                 self.skip_comment()
             else:
                 self.statement()
+                yield from self.out
+                self.out.clear()
                 empty = False
 
     def skip_blanks(self) -> None:
@@ -355,9 +378,20 @@ class _Parser:
         self.vars[name][key] = value
 
     def get(self, name: str, key: str) -> str | None:
+        """The value of `name[key]` for an expansion (or `+=`), counted against the bound."""
         if name in self.vars:
-            return self.vars[name].get(key)
-        return self.environ.get(name) if key == "0" else None
+            value = self.vars[name].get(key)
+        else:
+            value = self.environ.get(name) if key == "0" else None
+        if value:
+            self.expanded += len(value)
+            if self.expanded > MAX_EXPANDED_CHARS:
+                raise self.error(
+                    f"${name}: expansions in this config add up to more than "
+                    f"{MAX_EXPANDED_CHARS // 1024 // 1024} MiB of text; write the values "
+                    "themselves"
+                )
+        return value
 
     # -- words ---------------------------------------------------------------------------
 
@@ -394,8 +428,12 @@ class _Parser:
             return self.dollar(quoted=False)
         if c == "`":
             raise self.backtick()
-        self.pos += 1
-        return [(c, bool(end))]  # literal text of ${V:-word} is split like an expansion
+        # A run of characters that no caller treats specially, at once (a 1 MiB config in
+        # well under a second instead of one Python call per character).
+        m = _PLAIN_RUN.match(self.text, self.pos)
+        text = m.group() if m else c
+        self.pos += len(text)
+        return [(text, bool(end))]  # literal text of ${V:-word} is split like an expansion
 
     def tilde(self, end: str = "") -> str:
         rest = self.text[self.pos + 1 : self.pos + 2]
@@ -442,8 +480,10 @@ class _Parser:
             return self.dollar(quoted=True)
         elif c == "`":
             raise self.backtick()
-        self.pos += 1
-        return [(c, False)]
+        m = _QUOTED_RUN.match(self.text, self.pos)
+        text = m.group() if m else c
+        self.pos += len(text)
+        return [(text, False)]
 
     def backtick(self) -> UserError:
         return self.error(f"command substitution `...` is not supported: {_VALUE}")
@@ -479,6 +519,16 @@ class _Parser:
         return self.error(f"special parameter ${which} is not supported: {_VALUE}")
 
     def braced(self, quoted: bool) -> list[_Piece]:
+        if self.nesting >= MAX_NESTING:
+            raise self.error(f"${{...}} nested more than {MAX_NESTING} deep: write the value "
+                             "itself")
+        self.nesting += 1
+        try:
+            return self.braced_inner(quoted)
+        finally:
+            self.nesting -= 1
+
+    def braced_inner(self, quoted: bool) -> list[_Piece]:
         opened = self.pos
         self.pos += 2
         m = _NAME_RE.match(self.text, self.pos)

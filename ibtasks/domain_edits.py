@@ -43,7 +43,7 @@ class Phandles:
 def allocate_phandles(config: Config, facts: DtFacts) -> Phandles:
     """Every phandle of cpupools (CPUs, then the pool, pool by pool) and static event channels."""
     phandles = Phandles(set(facts.phandles) | {0xFFFFFFFF})
-    source = f"DEVICE_TREE ({config.device_tree.path})"
+    source = config.dtb_label
     for pool in config.xen_props.cpupools:
         for cpu in pool.cpus:
             if cpu not in facts.cpus:

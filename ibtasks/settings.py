@@ -45,8 +45,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MEMORY_START", False, Kind.ADDRESS, None, "Start of RAM.", "seed", required=True),
     Setting("MEMORY_END", False, Kind.ADDRESS, None, "End of RAM (exclusive).", "seed",
             required=True),
-    Setting("DEVICE_TREE", False, Kind.PATH, None, "The host DTB to load and edit.", "seed",
-            required=True),
+    Setting("DEVICE_TREE", False, Kind.PATH, None,
+            "The host DTB to load and edit; required unless `-s` is given, which then edits "
+            "U-Boot's own control DTB (`${fdtcontroladdr}`), as upstream since 2025.", "seed"),
     Setting("XEN", False, Kind.PATH, None,
             "The Xen binary (not a uImage); required unless LINUX is set.", "seed",
             required=True),
@@ -80,7 +81,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UBOOT_SCRIPT", False, Kind.OUTPUT, None,
             "Name of the U-Boot script image; default: UBOOT_SOURCE with `.scr`.", "seed"),
     Setting("LOAD_CMD", False, Kind.TEXT, None,
-            "U-Boot load command prefix; `-t` wins over this key.", "upstream 2021"),
+            "U-Boot load command prefix; `-t` wins over this key, and this key over a "
+            "`LOAD_CMD` environment variable (the original's way).", "upstream 2021"),
     Setting("FDTEDIT", False, Kind.OUTPUT, None,
             "Name of the edited DTB written beside the script; default: UBOOT_SOURCE with "
             "`.dtb`.", "upstream 2021"),
@@ -90,6 +92,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PREEDITED_DTB", False, Kind.FLAG, None,
             "Load the edited DTB (FDTEDIT) instead of running `fdt` commands in U-Boot; "
             "also `--preedited-dtb`.", "ibtasks"),
+    Setting("STRICT", False, Kind.FLAG, None,
+            "Every warning (unknown or unused key, ...) is an error; also `--strict`.",
+            "ibtasks"),
     # --- disk_image extras (issue 6, part S) ---
     Setting("PARTITION_TABLE", False, Kind.TEXT, "gpt",
             "disk-image: `gpt`, or `dos` (MBR: up to 4 primary partitions, the boot partition "

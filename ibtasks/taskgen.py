@@ -310,7 +310,7 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
         "doc": "plan the load address of every binary" if not calc else
                "place the boot script (-s: U-Boot places the binaries)",
         "actions": [(run_step, [write_layout, config.memory_start, config.memory_end,
-                                modules, checks.get(config.device_tree.key), layout,
+                                modules, checks.get("DEVICE_TREE"), layout,
                                 uimage_key])],
         "file_dep": list(checks.values()),
         "targets": [layout],
@@ -324,7 +324,7 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
     scr_out = str(config.output_dir / (config.fit.name if config.fit else config.uboot_script))
     dtb_out = str(config.output_dir / config.fdtedit)
     overlays = [str(root / b.path) for b in config.boot.dt_overlays]
-    dtb_check = checks.get(config.device_tree.key)  # None with -s
+    dtb_check = checks.get("DEVICE_TREE")  # None with -s
     if dtb_check is not None:
         yield {
             "basename": "ib_dtb",

@@ -38,6 +38,7 @@ def seed_inputs(seed_inputs_master: Path, tmp_path: Path) -> Path:
 def run_ibtasks(*args: str, cwd: Path, env: dict[str, str] | None = None
                 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m ibtasks ARGS` in `cwd` and capture its output."""
-    full_env = {**os.environ, **(env or {})}
+    # An exported LOAD_CMD stands in for -t (as in the original): keep the caller's out.
+    full_env = {k: v for k, v in os.environ.items() if k != "LOAD_CMD"} | (env or {})
     return subprocess.run([sys.executable, "-m", "ibtasks", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True)

@@ -169,8 +169,9 @@ def test_misspelt_key_in_yaml_is_a_warning_with_a_suggestion(seed_inputs: Path) 
         "ibtasks: warning: config.yaml:9: XEN_CDM: unknown key, ignored; did you mean XEN_CMD?\n")
 
 
-def test_plain_shell_variable_is_not_a_warning(seed_inputs: Path) -> None:
-    raw = raw_from_bash("DOMDIR=zynqmp-dom1\n" + GOOD, "config", {})
+def test_plain_shell_variable_used_in_an_expansion_is_not_a_warning(seed_inputs: Path) -> None:
+    raw = raw_from_bash("DOMDIR=zynqmp-dom1\n" + GOOD + "DOMU_RAMDISK[0]=$DOMDIR/rd\n",
+                        "config", {})
     assert raw.warnings == ()
 
 

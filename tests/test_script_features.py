@@ -195,7 +195,7 @@ def test_load_cmd_is_required_when_an_image_has_no_own_command(seed_inputs: Path
     result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", cwd=seed_inputs)
     assert result.stderr == (
         "ibtasks: error: no load command: pass -t (tftp, sd, scsi, usb, virtio or a U-Boot "
-        "command) or set LOAD_CMD in the config\n")
+        "command), set LOAD_CMD in the config or export LOAD_CMD\n")
 
 
 def test_prepend_path_prefixes_every_loaded_path_and_the_message(seed_inputs: Path) -> None:
