@@ -27,7 +27,7 @@ from ibtasks.config import Binary, Config
 from ibtasks.disk import PartitionImage, assemble_disk, changes_path, read_changes
 from ibtasks.fat import BootFile, derive_volume_id
 from ibtasks.fatupdate import manifest_path, write_fat_image
-from ibtasks.fsutil import write_atomic
+from ibtasks.fsutil import make_temp_beside, write_atomic
 from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from ibtasks.mbr import LINUX, fat_partition_type
 from ibtasks.passthrough import passthrough_files
@@ -113,7 +113,6 @@ def write_boot_partition(files: list[tuple[str, str]], boot_fs: str, identity: s
 def _write_ext4_boot_partition(files: list[tuple[str, str]], identity: str, epoch: int,
                                out: str) -> None:
     # ext4 as the original: the boot files become a tar that the rootfs builder reads.
-    archive = Path(out + ".tar")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for path, src in files:
@@ -124,8 +123,10 @@ def _write_ext4_boot_partition(files: list[tuple[str, str]], identity: str, epoc
             info.mode = 0o644
             with open(src, "rb") as f:
                 tar.addfile(info, f)
-    write_atomic(archive, buffer.getvalue())
+    fd, archive = make_temp_beside(out, suffix=".tar")
     try:
+        with os.fdopen(fd, "wb") as tar_file:
+            tar_file.write(buffer.getvalue())
         build_rootfs_image(_ext4_spec(archive, "boot partition", "vos_1", BOOT_SLACK_MIB, epoch,
                                       identity, {}), Path(out))
     finally:

@@ -2,6 +2,9 @@
 
 Outputs are written to a temporary file in the same directory and renamed over the target, so
 an interrupted build never leaves a half-written file that a later build takes as finished.
+Every temporary is created exclusively (O_EXCL) under an unpredictable name that starts with
+`.<target name>.ibtmp-` (TEMP_MARK), beside its target: a symlink planted at a guessable name
+is never followed, and a stale temporary is recognisable by that pattern.
 """
 
 from __future__ import annotations
@@ -12,13 +15,39 @@ from pathlib import Path
 
 from ibtasks.errors import UserError
 
+TEMP_MARK = ".ibtmp-"  # temporaries are named `.<target name>.ibtmp-<random>[suffix]`
+
+
+def temp_prefix(target: str | os.PathLike[str]) -> str:
+    """The name prefix of `target`'s temporaries: `.<target name>.ibtmp-`."""
+    return f".{Path(target).name}{TEMP_MARK}"
+
+
+def make_temp_beside(target: str | os.PathLike[str], suffix: str = "") -> tuple[int, Path]:
+    """Create an empty temporary file beside `target` (same filesystem, so it can be renamed
+    over it): exclusively (O_EXCL, mode 0600), under an unpredictable name. Returns the open
+    descriptor and the path; the caller closes and removes or renames it.
+
+    Raises OSError when the directory cannot be written.
+    """
+    where = Path(target).parent
+    where.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=where, prefix=temp_prefix(target), suffix=suffix)
+    return fd, Path(name)
+
+
+def make_temp_dir_beside(target: str | os.PathLike[str]) -> Path:
+    """A new private directory (mode 0700) beside `target`, named like its temporaries."""
+    where = Path(target).parent
+    where.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=where, prefix=temp_prefix(target)))
+
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename."""
     target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        fd, tmp = make_temp_beside(target)
     except OSError as exc:
         raise UserError(f"cannot write {target}: {exc.strerror}") from exc
     try:

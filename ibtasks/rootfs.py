@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibtasks.errors import UserError
+from ibtasks.fsutil import make_temp_dir_beside
 
 BLOCK = 4096
 MIB = 1 << 20
@@ -297,8 +298,7 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
         raise UserError(f"slack must be 0 MiB or more, got {spec.slack_mib}", spec.key)
     image = Path(image)
     try:
-        image.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(dir=image.parent, prefix=f".{image.name}."))
+        work = make_temp_dir_beside(image)
     except OSError as exc:
         raise UserError(f"cannot write {image}: {exc.strerror}", spec.key) from exc
     try:

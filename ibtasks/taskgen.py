@@ -39,7 +39,7 @@ from ibtasks.errors import UserError
 from ibtasks.fit import build_fit
 from ibtasks.fitplan import FitSettings, check_fit_fits, plan_fit
 from ibtasks.fitsign import sign_fit
-from ibtasks.fsutil import write_atomic, write_if_changed
+from ibtasks.fsutil import make_temp_beside, write_atomic, write_if_changed
 from ibtasks.inspect import Role, check_file
 from ibtasks.layout import Layout, Module, plan_layout
 from ibtasks.overlay import apply_overlays
@@ -193,9 +193,14 @@ def write_fit(config: Config, layout_path: str, dtb: str, source: str, epoch: in
         write_atomic(out, blob)
         return
     target = Path(out)
-    unsigned = target.with_name(f".{target.name}.unsigned")
     try:
-        write_atomic(unsigned, blob)
+        fd, unsigned = make_temp_beside(target, suffix=".unsigned")
+    except OSError as exc:
+        raise UserError(f"cannot write {target}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+        os.chmod(unsigned, 0o644)
         sign_fit(unsigned, settings.key_dir, settings.u_boot_dtb, epoch, settings.where)
         check_fit_fits(layout, unsigned.stat().st_size, settings.name)
         unsigned.replace(target)
