@@ -10,7 +10,8 @@ sha256 of each output. disk-image then decides (`plan_boot_script`):
 - the script was written by uboot-script-gen (recorded, same digest, or since removed by a
   failed run): it is made again with the recorded flags (-t, -o, -p, -s, -f, -k, -u,
   --preedited-dtb), so it follows changed inputs but keeps the user's load command;
-- a script that ibtasks did not write (no record, or another digest): copied as is, with a note;
+- a script that ibtasks did not write (no record, or another digest): copied as is, with the
+  UBOOT_SOURCE and edited DTB beside it when present, and a note;
 - no script and no record: disk-image generates it with its own flags (and records that, so a
   later disk-image regenerates it with its then flags).
 
@@ -31,6 +32,7 @@ from ibtasks.config import Config, Options, build_config, resolve_load_cmd
 from ibtasks.config_load import read_config_file
 from ibtasks.errors import UserError
 from ibtasks.fsutil import write_atomic
+from ibtasks.taskgen import outputs
 
 RECORD_VERSION = 1
 BY_SCRIPT_GEN = "uboot-script-gen"
@@ -203,9 +205,9 @@ def plan_boot_script(disk_config: Config, config_file: Path, own: ScriptFlags,
     if record is not None and current is not None:
         script = record.script
     if (out / script).is_file():
-        source = out / disk_config.uboot_source
-        copied = (out / script, *([source] if source.is_file() else []))
-        return BootScriptPlan(None, own, "", copied, (
+        # As the original copies UBOOT_SOURCE beside it; the edited DTB too, when present.
+        beside = [p for p in outputs(disk_config) if p != out / script and p.is_file()]
+        return BootScriptPlan(None, own, "", (out / script, *beside), (
             f"{script}: not written by ibtasks (or changed since); copied as it is, unchecked",))
     others = other_records(out, disk_config.uboot_source)
     if others:
