@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ibtasks import __version__
-from ibtasks.errors import UserError, error_line, warning_line
+from ibtasks.errors import UserError, error_line, printable, warning_line
 from ibtasks.stamp import remove_stamp, stamp_for, write_stamp
 
 if TYPE_CHECKING:
@@ -288,19 +288,24 @@ def run_guarded(guard: OutputGuard, paths: Sequence[Path], argv: Sequence[str],
 
 def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputGuard) -> int:
     from ibtasks.bootscript import render_final_message
+    from ibtasks.chain import BY_SCRIPT_GEN, script_flags, write_generated
     from ibtasks.doitrun import run_graph
     from ibtasks.layout import Layout, render_memory_map
-    from ibtasks.taskgen import boot_tasks, outputs, source_date_epoch, work_dir
+    from ibtasks.taskgen import anchored, boot_tasks, outputs, source_date_epoch, work_dir
 
     config = config_from_args(args, guard)
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
     work = work_dir(config)
+    # doit runs in the output directory, on paths relative to it: its record stays valid when
+    # the tree is copied elsewhere.
+    tasks_config = anchored(config, config.output_dir)
     code = run_guarded(guard, outputs(config), argv,
-                       lambda: run_graph(lambda: boot_tasks(config, epoch), work, argv,
-                                         args.verbose))
+                       lambda: run_graph(lambda: boot_tasks(tasks_config, epoch), work, argv,
+                                         args.verbose, cwd=config.output_dir))
     if argv[0] != "run" or code != 0:
         return code
+    write_generated(config, outputs(config), script_flags(args), BY_SCRIPT_GEN)
     layout = Layout.from_json((work / "layout.json").read_bytes())
     out = io.StringIO()
     if args.memory_map:
@@ -329,10 +334,14 @@ def _read_inputs(config: Config) -> list[Binary]:
 
 
 def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
+    from dataclasses import replace
+
+    from ibtasks.chain import plan_boot_script, script_flags, write_generated
+    from ibtasks.config import Options
     from ibtasks.diskconfig import check_disk_config
     from ibtasks.disktasks import DiskOptions, all_tasks, disk_outputs
     from ibtasks.doitrun import run_graph
-    from ibtasks.taskgen import outputs, source_date_epoch, work_dir
+    from ibtasks.taskgen import anchored, anchored_path, outputs, source_date_epoch, work_dir
 
     config = config_from_args(args, guard)
     if args.slack < 0:
@@ -343,16 +352,35 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     _check_writable(image.parent if str(image.parent) else Path("."))
     options = DiskOptions(image=image, work=work, slack_mib=args.slack,
                           power_of_two=args.power_of_two)
+    # The script: the one uboot-script-gen made (again, with its flags), the user's own as it
+    # is, or ours with disk-image's flags (see ibtasks.chain).
+    flags = script_flags(args)
+    plan = plan_boot_script(config, Path(args.config), flags, Options(
+        root_dir=config.root_dir, output_dir=config.output_dir, boot_fs=args.boot_fs,
+        partition_table=args.table))
+    for note in plan.notes:
+        sys.stderr.write(f"ibtasks: note: {printable(note)}\n")
+    generated = outputs(plan.config) if plan.config is not None else []
     try:
         check_disk_config(config)
     except UserError:
-        guard.remove_ours([*outputs(config), *disk_outputs(options)])
+        guard.remove_ours([*generated, *disk_outputs(options)])
         raise
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
-    return run_guarded(guard, [*outputs(config), *disk_outputs(options)], argv,
-                       lambda: run_graph(lambda: all_tasks(config, options, epoch), work, argv,
-                                         args.verbose))
+    anchor = config.output_dir
+    tasks_config = anchored(config, anchor)
+    boot = anchored(plan.config, anchor) if plan.config is not None else None
+    copied = [anchored_path(p, anchor) for p in plan.copied]
+    tasks_options = replace(options, image=anchored_path(image, anchor),
+                            work=anchored_path(work, anchor))
+    code = run_guarded(guard, [*generated, *disk_outputs(options)], argv,
+                       lambda: run_graph(lambda: all_tasks(tasks_config, tasks_options, epoch,
+                                                           boot, copied),
+                                         work, argv, args.verbose, cwd=anchor))
+    if argv[0] == "run" and code == 0 and plan.config is not None:
+        write_generated(plan.config, generated, plan.flags, plan.by)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

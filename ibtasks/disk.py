@@ -12,9 +12,10 @@ computed against; when disk.img's record holds that earlier generation for the p
 those ranges are copied, otherwise the whole partition, so a stale list is never applied.
 
 A run never leaves a disk.img that a later run takes as complete: before the first byte is
-written the record is deleted and disk.img is renamed to `disk.img.partial`; it gets its name
-back, and a new record, only when every partition is written. Without a valid record the next
-run writes the whole disk again.
+written the record is deleted and disk.img is renamed to a temporary beside it (created
+exclusively under an unpredictable name, `.disk.img.ibtmp-*`, see `fsutil.make_temp_beside`);
+it gets its name back, and a new record, only when every partition is written. Without a valid
+record the next run writes the whole disk again.
 
 Layout: first partition at sector 2048, each partition 1 MiB aligned and its image's size
 rounded up to 1 MiB (unless a size is given), the disk ends 1 MiB after the last partition
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ibtasks.errors import UserError, hex_and_dec
-from ibtasks.fsutil import write_atomic
+from ibtasks.fsutil import make_temp_beside, write_atomic
 from ibtasks.gpt import SECTOR, GptPartition, GptTable, build_gpt
 from ibtasks.mbr import LINUX, MbrTable, build_mbr, derive_disk_id, mbr_partitions
 
@@ -247,21 +248,22 @@ def assemble_disk(
     # The size too: a DOS table does not hold it, and -a changes it.
     digest = hashlib.sha256(primary + backup + b"%d" % table.total_sectors).hexdigest()
     record = target.with_name(target.name + ".parts.json")
-    partial = target.with_name(target.name + ".partial")
     old = _load_record(record, target, digest)
     if old is not None and old == [_part_stamp(part.image)[0] for part in partitions]:
         return DiskResult(target, table, (), 0)  # up to date: do not even touch it
     written: list[int] = []
     ranged: list[int] = []
     copied = 0
+    partial: Path | None = None
     try:
         record.unlink(missing_ok=True)
+        # The temporary is ours (O_EXCL, unpredictable name): a symlink planted at any name
+        # we could have guessed is never followed.
+        fd, partial = make_temp_beside(target)
         if old is not None:
-            os.replace(target, partial)
-            fd = os.open(partial, os.O_RDWR)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.close(fd)
+            os.replace(target, partial)  # the disk keeps its blocks: updated in place
+            fd = os.open(partial, os.O_RDWR | os.O_NOFOLLOW)
         try:
             if old is None:  # an unchanged layout has the same table bytes already
                 os.pwrite(fd, primary, 0)
@@ -289,9 +291,11 @@ def assemble_disk(
             if old is None:
                 os.ftruncate(fd, table.total_sectors * SECTOR)
                 os.pwrite(fd, backup, table.total_sectors * SECTOR - len(backup))
+            os.fchmod(fd, 0o644)
         finally:
             os.close(fd)
         os.replace(partial, target)
+        partial = None
         body = {
             "version": RECORD_VERSION,
             "table": digest,
@@ -300,11 +304,13 @@ def assemble_disk(
         }
         write_atomic(record, json.dumps(body, indent=1).encode() + b"\n")
     except OSError as exc:
-        partial.unlink(missing_ok=True)
-        name = exc.filename or partial
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        name = exc.filename or partial or target
         raise UserError(f"cannot write {target}: {name}: {exc.strerror}") from exc
     except BaseException:
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         raise
     return DiskResult(target, table, tuple(written), copied, tuple(ranged))
 

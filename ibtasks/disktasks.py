@@ -16,23 +16,22 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-from doit.tools import config_changed
 
 from ibtasks.config import Binary, Config
 from ibtasks.disk import PartitionImage, assemble_disk, changes_path, read_changes
 from ibtasks.fat import BootFile, derive_volume_id
 from ibtasks.fatupdate import manifest_path, write_fat_image
-from ibtasks.fsutil import write_atomic
+from ibtasks.fsutil import make_temp_beside, write_atomic
 from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from ibtasks.mbr import LINUX, fat_partition_type
 from ibtasks.passthrough import passthrough_files
 from ibtasks.rootfs import RootfsSpec, build_rootfs_image
 from ibtasks.taskgen import TaskDict, outputs, run_step
+from ibtasks.taskstate import task_uptodate
 from ibtasks.xlconfig import XlDomU, number_rootfs_partitions, render_xl_configs
 
 BOOT_SLACK_MIB = 16  # the original's boot partition: its files plus 16 MiB
@@ -54,16 +53,23 @@ def disk_identity(config: Config, image: Path) -> str:
     return "\0".join([image.name, config.uboot_script, *names])
 
 
-def boot_files(config: Config) -> list[tuple[str, Path]]:
-    """(path in the partition, source) of every boot file, at the paths the script loads."""
+def boot_files(config: Config, generated: Sequence[Path] | None = None,
+               prefix: str = "") -> list[tuple[str, Path]]:
+    """(path in the partition, source) of every boot file, at the paths the script loads.
+
+    `generated`: the script, its source and the edited DTB, under config.output_dir (default:
+    what a build of `config` writes); `prefix`: uboot-script-gen's -p, under which the script
+    loads every file (upstream's disk_image -p copies them there too).
+    """
     found: list[Binary] = config.binaries()  # what the script loads, and every domU's files
     for domu in config.domus:
         found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
     found += config.boot_aux_files
     files = {os.path.normpath(b.path): config.root_dir / b.path for b in found}
-    for out in outputs(config):
-        files[os.path.relpath(out, config.root_dir)] = out
-    return sorted(files.items())
+    for out in outputs(config) if generated is None else generated:
+        files[os.path.relpath(out, config.output_dir)] = out
+    under = prefix.strip("/")
+    return sorted((f"{under}/{path}" if under else path, src) for path, src in files.items())
 
 
 def xl_configs(config: Config) -> dict[str, bytes]:
@@ -113,7 +119,6 @@ def write_boot_partition(files: list[tuple[str, str]], boot_fs: str, identity: s
 def _write_ext4_boot_partition(files: list[tuple[str, str]], identity: str, epoch: int,
                                out: str) -> None:
     # ext4 as the original: the boot files become a tar that the rootfs builder reads.
-    archive = Path(out + ".tar")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for path, src in files:
@@ -124,8 +129,10 @@ def _write_ext4_boot_partition(files: list[tuple[str, str]], identity: str, epoc
             info.mode = 0o644
             with open(src, "rb") as f:
                 tar.addfile(info, f)
-    write_atomic(archive, buffer.getvalue())
+    fd, archive = make_temp_beside(out, suffix=".tar")
     try:
+        with os.fdopen(fd, "wb") as tar_file:
+            tar_file.write(buffer.getvalue())
         build_rootfs_image(_ext4_spec(archive, "boot partition", "vos_1", BOOT_SLACK_MIB, epoch,
                                       identity, {}), Path(out))
     finally:
@@ -165,11 +172,14 @@ def _mbr_type(kind: str, path: str) -> int:
 
 # ---- tasks --------------------------------------------------------------------------------------
 
-def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[TaskDict]:
-    """The partition and disk tasks; run them together with `taskgen.boot_tasks`."""
+def disk_tasks(config: Config, options: DiskOptions, epoch: int,
+               generated: Sequence[Path] | None = None, prefix: str = "") -> Iterator[TaskDict]:
+    """The partition and disk tasks; run them together with `taskgen.boot_tasks`.
+
+    `generated` and `prefix` as for `boot_files`."""
     identity = disk_identity(config, options.image)
     work = options.work
-    files = [(path, str(src)) for path, src in boot_files(config)]
+    files = [(path, str(src)) for path, src in boot_files(config, generated, prefix)]
     boot_image = str(work / f"boot.{'vfat' if config.boot_fs == 'fat' else 'ext4'}")
     yield {
         "basename": "ib_partition",
@@ -181,8 +191,8 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[Tas
         "targets": [boot_image, built_marker(boot_image)] + (
             [str(manifest_path(boot_image)), str(changes_path(boot_image))]
             if config.boot_fs == "fat" else []),
-        "uptodate": [config_changed({"files": [p for p, _ in files], "fs": config.boot_fs,
-                                     "epoch": epoch, "identity": identity})],
+        "uptodate": task_uptodate({"files": [p for p, _ in files], "fs": config.boot_fs,
+                                   "epoch": epoch, "identity": identity}, by_content=False),
         "clean": True,
     }
     parts = [("Linux1", config.boot_fs, boot_image)]
@@ -202,12 +212,12 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[Tas
                                     options.slack_mib, epoch, identity, extra, image])],
             "file_dep": [source],
             "targets": [image, built_marker(image)],
-            "uptodate": [config_changed({
+            "uptodate": task_uptodate({
                 "label": label, "slack": options.slack_mib, "epoch": epoch,
                 "identity": identity,
                 "extra": {path: hashlib.sha256(data).hexdigest()
                           for path, data in extra.items()},
-            })],
+            }, by_content=False),
             "clean": True,
         }
         parts.append((f"Linux{number}", "ext4", image))
@@ -219,9 +229,9 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[Tas
                                 options.power_of_two])],
         "file_dep": [built_marker(p[2]) for p in parts],
         "targets": [image_path, image_path + ".parts.json"],
-        "uptodate": [config_changed({"parts": [p[:2] for p in parts], "identity": identity,
-                                     "table": config.partition_table,
-                                     "power_of_two": options.power_of_two})],
+        "uptodate": task_uptodate({"parts": [p[:2] for p in parts], "identity": identity,
+                                   "table": config.partition_table,
+                                   "power_of_two": options.power_of_two}, by_content=False),
         "clean": True,
     }
 
@@ -230,8 +240,16 @@ def disk_outputs(options: DiskOptions) -> list[Path]:
     return [options.image, Path(f"{options.image}.parts.json")]
 
 
-def all_tasks(config: Config, options: DiskOptions, epoch: int) -> Iterator[dict[str, Any]]:
+def all_tasks(config: Config, options: DiskOptions, epoch: int, boot: Config | None = None,
+              copied: Sequence[Path] = ()) -> Iterator[dict[str, Any]]:
+    """The boot graph of `boot` (default `config`: the boot files are generated with the
+    disk's own flags) and the disk tasks of `config`; with `boot` None the script is the
+    user's, `copied` as it is (see `chain.plan_boot_script`)."""
     from ibtasks.taskgen import boot_tasks
 
-    yield from boot_tasks(config, epoch)
-    yield from disk_tasks(config, options, epoch)
+    if boot is None and copied:
+        yield from disk_tasks(config, options, epoch, list(copied))
+        return
+    boot = boot if boot is not None else config
+    yield from boot_tasks(boot, epoch)
+    yield from disk_tasks(config, options, epoch, outputs(boot), boot.boot.prepend_path)

@@ -6,6 +6,7 @@ it to `DoitMain`; the reporter prints nothing on success and one line per user e
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -81,12 +82,18 @@ def doit_config(work: Path, verbose: bool = False, *, registered: bool | None = 
 
 
 def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
-              argv: Sequence[str] = ("run",), verbose: bool = False) -> int:
-    """Run doit with `argv` (default: build everything) on the tasks; return doit's exit code."""
-    config = doit_config(work, verbose, registered=True)
+              argv: Sequence[str] = ("run",), verbose: bool = False,
+              cwd: Path | None = None) -> int:
+    """Run doit with `argv` (default: build everything) on the tasks; return doit's exit code.
+
+    With `cwd`, doit runs in that directory (the tasks' relative paths are relative to it; see
+    `taskgen.anchored`), so its record does not depend on where the tree lies.
+    """
+    config = doit_config(work.absolute(), verbose, registered=True)
 
     def task_ibtasks() -> Iterable[dict[str, Any]]:
         yield from tasks()
 
     namespace = {"DOIT_CONFIG": config, "task_ibtasks": task_ibtasks}
-    return int(DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv)))
+    with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+        return int(DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv)))

@@ -34,6 +34,7 @@ from pyfatfs.PyFat import PyFat
 
 from ibtasks.disk import copy_sparse
 from ibtasks.errors import UserError, hex_and_dec
+from ibtasks.fsutil import make_temp_beside
 from ibtasks.gpt import derive_guid
 
 MIB = 1024 * 1024
@@ -157,10 +158,10 @@ def build_fat_image(
             ) from exc
     size = boot_partition_size(sum(sizes))
     fat_bits = 16 if size <= FAT16_MAX else 32
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as image:
+        fd, tmp = make_temp_beside(target)  # exclusive, unpredictable: never a planted link
+        with os.fdopen(fd, "wb") as image:
             image.truncate(size)
         with _fixed_clock(epoch):
             _format(tmp, fat_bits, size, volume_id, check_label(label))
@@ -168,12 +169,15 @@ def build_fat_image(
         _copy_data(tmp, [(item.source, size) for item, size in zip(unique, sizes, strict=True)
                          if size], extents)
         _fix_boot_sector(tmp, fat_bits, partition_start_lba)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {target}: {exc.strerror}") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
     return FatImage(target, size, fat_bits, unique, cluster_bytes, tuple(extents))
 

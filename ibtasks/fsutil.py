@@ -2,8 +2,10 @@
 
 Outputs are written to a temporary file in the same directory and renamed over the target, so
 an interrupted build never leaves a half-written file that a later build takes as finished.
-Every temporary carries TEMP_MARK in its name, so that the next build can tell a temporary that a
-killed build left from a user's file and remove it (see ibtasks.ownership).
+Every temporary is created exclusively (O_EXCL) under an unpredictable name that starts with
+`.<target name>.ibtmp-` (TEMP_MARK), beside its target: a symlink planted at a guessable name
+is never followed, and the next build can tell a temporary that a killed build left from a
+user's file by that pattern and remove it (see ibtasks.ownership).
 """
 
 from __future__ import annotations
@@ -16,19 +18,41 @@ from pathlib import Path
 
 from ibtasks.errors import UserError
 
-TEMP_MARK = ".ibtasks-"
-# `.<name>.ibtasks-XXXXXXXX.tmp` (write_atomic) and `.<name>.ibtasks-XXXXXXXX/` (a rootfs tree):
-# tempfile's random part is 8 characters of [a-z0-9_].
-TEMP_PATTERN = re.compile(r"\..+\.ibtasks-[a-z0-9_]{8}(\.tmp)?")
+TEMP_MARK = ".ibtmp-"  # temporaries are named `.<target name>.ibtmp-<random>[suffix]`
+# tempfile's random part is 8 characters of [a-z0-9_]; suffixes are one short extension.
+TEMP_PATTERN = re.compile(r"\..+\.ibtmp-[a-z0-9_]{8}(\.[a-z0-9]{1,10})?")
+
+
+def temp_prefix(target: str | os.PathLike[str]) -> str:
+    """The name prefix of `target`'s temporaries: `.<target name>.ibtmp-`."""
+    return f".{Path(target).name}{TEMP_MARK}"
+
+
+def make_temp_beside(target: str | os.PathLike[str], suffix: str = "") -> tuple[int, Path]:
+    """Create an empty temporary file beside `target` (same filesystem, so it can be renamed
+    over it): exclusively (O_EXCL, mode 0600), under an unpredictable name. Returns the open
+    descriptor and the path; the caller closes and removes or renames it.
+
+    Raises OSError when the directory cannot be written.
+    """
+    where = Path(target).parent
+    where.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=where, prefix=temp_prefix(target), suffix=suffix)
+    return fd, Path(name)
+
+
+def make_temp_dir_beside(target: str | os.PathLike[str]) -> Path:
+    """A new private directory (mode 0700) beside `target`, named like its temporaries."""
+    where = Path(target).parent
+    where.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=where, prefix=temp_prefix(target)))
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename."""
     target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}{TEMP_MARK}",
-                                   suffix=".tmp")
+        fd, tmp = make_temp_beside(target)
     except OSError as exc:
         raise UserError(f"cannot write {target}: {exc.strerror}") from exc
     try:

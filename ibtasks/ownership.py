@@ -40,8 +40,14 @@ DIGEST_LIMIT = 64 << 20
 _OUTPUT_TEMPORARIES = re.compile(r"\..+\.vfat\.tmp")
 
 
-def _key(path: Path) -> str:
-    return os.path.abspath(path)
+def _key(path: Path, base: str) -> str:
+    """`path` relative to the state folder `base` (absolute): the record stays valid when the
+    tree holding both is copied elsewhere, as a CI cache restore does."""
+    return os.path.relpath(os.path.abspath(path), base)
+
+
+def _path(key: str, base: str) -> Path:
+    return Path(os.path.normpath(os.path.join(base, key)))
 
 
 def _digest(path: Path) -> str:
@@ -113,6 +119,7 @@ class OutputGuard:
     """
 
     def __init__(self, state_dir: Path) -> None:
+        self.base = os.path.abspath(state_dir)
         self.record_path = state_dir / RECORD_NAME
         self.journal_path = state_dir / JOURNAL_NAME
         self.record: dict[str, dict[str, Any]] = read_state(self.record_path, _valid_record) or {}
@@ -120,7 +127,7 @@ class OutputGuard:
 
     def is_ours(self, path: Path) -> bool:
         """Whether the file at `path` is one ibtasks wrote (identity, else digest, recorded)."""
-        entry = self.record.get(_key(path))
+        entry = self.record.get(_key(path, self.base))
         try:
             st = os.lstat(path)
         except OSError:
@@ -141,7 +148,7 @@ class OutputGuard:
             return
         kept = {str(k): str(v) for k, v in journal["set_aside"].items()}
         for output in journal["outputs"]:
-            path = Path(output)
+            path = _path(output, self.base)
             try:
                 st = os.lstat(path)
             except OSError:
@@ -151,7 +158,7 @@ class OutputGuard:
                 self._unlink(path)
         for output, backup in kept.items():
             if os.path.lexists(backup):
-                self._rename(Path(backup), Path(output))
+                self._rename(_path(backup, self.base), _path(output, self.base))
         self._unlink(self.journal_path)
 
     def remove_ours(self, paths: Sequence[Path]) -> None:
@@ -161,25 +168,26 @@ class OutputGuard:
         for path in paths:
             if self.is_ours(path):
                 self._unlink(path)
-                changed |= self.record.pop(_key(path), None) is not None
+                changed |= self.record.pop(_key(path, self.base), None) is not None
         if changed:
             self._save()
 
     def begin(self, paths: Sequence[Path]) -> None:
         """Set aside every file at an output path that ibtasks did not write."""
         foreign = [p for p in paths if os.path.lexists(p) and not self.is_ours(p)]
-        kept = {_key(p): _key(p.with_name(f".{p.name}{KEEP_MARK}")) for p in foreign}
-        journal = {"started_ns": time.time_ns(), "outputs": [_key(p) for p in paths],
+        kept = {_key(p, self.base): _key(p.with_name(f".{p.name}{KEEP_MARK}"), self.base)
+                for p in foreign}
+        journal = {"started_ns": time.time_ns(), "outputs": [_key(p, self.base) for p in paths],
                    "set_aside": kept}
         write_atomic(self.journal_path, _json(journal))
         for output, backup in kept.items():
-            self._rename(Path(output), Path(backup))
+            self._rename(_path(output, self.base), _path(backup, self.base))
             self.kept[output] = backup
 
     def commit(self, paths: Sequence[Path]) -> None:
         """The build succeeded: record its outputs and drop the foreign files it replaced."""
         for path in paths:
-            key = _key(path)
+            key = _key(path, self.base)
             try:
                 st = os.lstat(path)
             except OSError:
@@ -192,7 +200,7 @@ class OutputGuard:
             self.record[key] = {"identity": _identity(st), "sha256": digest}
         self._save()
         for backup in self.kept.values():
-            self._unlink(Path(backup))
+            self._unlink(_path(backup, self.base))
         self.kept = {}
         self._unlink(self.journal_path)
 
@@ -200,9 +208,9 @@ class OutputGuard:
         """The build failed: remove the outputs (each is ours: foreign files were set aside)
         and put the foreign files back."""
         for path in paths:
-            key = _key(path)
+            key = _key(path, self.base)
             if key in self.kept:
-                self._rename(Path(self.kept.pop(key)), path)
+                self._rename(_path(self.kept.pop(key), self.base), path)
             elif os.path.lexists(path):
                 self._unlink(path)
                 self.record.pop(key, None)

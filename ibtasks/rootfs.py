@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibtasks.errors import UserError
-from ibtasks.fsutil import TEMP_MARK, remove_tree
+from ibtasks.fsutil import make_temp_dir_beside, remove_tree, temp_prefix
 from ibtasks.lifetime import die_with_parent, die_with_parent_now, faked_session
 
 BLOCK = 4096
@@ -278,7 +278,8 @@ def _fix_inodes(spec: RootfsSpec, image: Path, root: Mapping[str, int] | None) -
             f"sif <2> gid {root['gid']}",
             f"sif <2> mtime @{root['mtime']}",
         ]
-    with tempfile.NamedTemporaryFile("w", dir=image.parent, suffix=".debugfs") as script:
+    with tempfile.NamedTemporaryFile("w", dir=image.parent, prefix=temp_prefix(image),
+                                     suffix=".debugfs") as script:
         script.write("\n".join(lines) + "\n")
         script.flush()
         argv = [find_tool("debugfs", "e2fsprogs"), "-w", "-f", script.name, str(image)]
@@ -313,8 +314,7 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
         raise UserError(f"slack must be 0 MiB or more, got {spec.slack_mib}", spec.key)
     image = Path(image)
     try:
-        image.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(dir=image.parent, prefix=f".{image.name}{TEMP_MARK}"))
+        work = make_temp_dir_beside(image)
     except OSError as exc:
         raise UserError(f"cannot write {image}: {exc.strerror}", spec.key) from exc
     try:

@@ -14,6 +14,8 @@ import os
 import zlib
 from collections.abc import Iterable, Sequence
 
+import ibtasks
+
 # uboot-script-gen's options that take a value (see cli.build_parser).
 VALUE_FLAGS = frozenset({"-c", "-d", "-t", "-o", "-p", "-k", "-u", "--output-dir"})
 
@@ -42,7 +44,8 @@ def stamp_for(argv: Sequence[str], cwd: str) -> str | None:
     if directory is None:
         return None
     # zlib, not hashlib: importing hashlib (OpenSSL) costs ~3 ms, a tenth of this path.
-    text = json.dumps([list(argv), cwd]).encode()
+    # The version too: an upgraded ibtasks never replays an older one's run.
+    text = json.dumps([list(argv), cwd, ibtasks.__version__]).encode()
     key = f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
     return os.path.join(directory, ".ibtasks", f"last-run-{key}.json")
 

@@ -22,11 +22,11 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import TaskFailed
-from doit.tools import config_changed
 
 from ibtasks import devicetree
 from ibtasks.bootscript import render_boot_source, xen_uimage_name
@@ -40,10 +40,11 @@ from ibtasks.filetype import choose_arch
 from ibtasks.fit import build_fit
 from ibtasks.fitplan import FitSettings, check_fit_fits, plan_fit
 from ibtasks.fitsign import sign_fit
-from ibtasks.fsutil import write_atomic, write_if_changed
+from ibtasks.fsutil import make_temp_beside, write_atomic, write_if_changed
 from ibtasks.inspect import Role, check_file
 from ibtasks.layout import Layout, Module, plan_layout
 from ibtasks.overlay import apply_overlays
+from ibtasks.taskstate import task_uptodate
 from ibtasks.uimage import HEADER, LegacyImage, ScriptImage, build_legacy_image, build_script_image
 
 WORK_DIR_NAME = ".ibtasks"
@@ -79,6 +80,39 @@ def source_date_epoch(environ: os._Environ[str] | dict[str, str]) -> int:
 def work_dir(config: Config) -> Path:
     """Where intermediate files (checks, layout, doit's state) live: inside the output dir."""
     return config.output_dir / WORK_DIR_NAME
+
+
+def anchored_path(path: Path, anchor: Path) -> Path:
+    """`path` (relative to the current directory, or absolute) as doit should see it when it
+    runs in `anchor`: relative when it lies inside `anchor`, else absolute.
+
+    doit keys its record by the file paths as given; relative to the output directory they stay
+    the same when a built tree is copied elsewhere (a CI cache restore), so nothing reruns.
+    Paths with `..` are never rewritten textually (a symlinked directory resolves `..`
+    elsewhere): they are made absolute as written.
+    """
+    cwd = os.getcwd()
+    full, base = os.path.join(cwd, path), os.path.join(cwd, anchor)
+    if ".." in Path(full).parts or ".." in Path(base).parts:
+        return Path(full)
+    full, base = os.path.normpath(full), os.path.normpath(base)
+    if os.path.commonpath([full, base]) == base:
+        return Path(os.path.relpath(full, base))
+    return Path(full)
+
+
+def anchored(config: Config, anchor: Path) -> Config:
+    """`config` with its directories (and the FIT's key paths) as seen from `anchor`, the
+    directory doit runs in (see `anchored_path`); the tasks of the result are path-independent
+    when the -d and output directories lie inside `anchor`."""
+    fit = config.fit
+    if fit is not None:
+        fit = replace(fit,
+                      key_dir=anchored_path(fit.key_dir, anchor) if fit.key_dir else None,
+                      u_boot_dtb=anchored_path(fit.u_boot_dtb, anchor) if fit.u_boot_dtb
+                      else None)
+    return replace(config, root_dir=anchored_path(config.root_dir, anchor),
+                   output_dir=anchored_path(config.output_dir, anchor), fit=fit)
 
 
 def run_step(func: Callable[..., None], *args: Any) -> TaskFailed | None:
@@ -201,9 +235,14 @@ def write_fit(config: Config, layout_path: str, dtb: str, source: str, epoch: in
         write_atomic(out, blob)
         return
     target = Path(out)
-    unsigned = target.with_name(f".{target.name}.unsigned")
     try:
-        write_atomic(unsigned, blob)
+        fd, unsigned = make_temp_beside(target, suffix=".unsigned")
+    except OSError as exc:
+        raise UserError(f"cannot write {target}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+        os.chmod(unsigned, 0o644)
         sign_fit(unsigned, settings.key_dir, settings.u_boot_dtb, epoch, settings.where)
         check_fit_fits(layout, unsigned.stat().st_size, settings.name)
         unsigned.replace(target)
@@ -223,11 +262,12 @@ def fit_task(config: Config, layout: str, dtb_out: str, source_out: str, fit_out
         "file_dep": [*(str(config.root_dir / b.path) for b in config.binaries()),
                      dtb_out, source_out, layout, *keys],
         "targets": [fit_out],
-        "uptodate": [config_changed({
+        "uptodate": task_uptodate({
             "epoch": epoch,
-            "key": [str(settings.key_dir), settings.key_hint] if settings else None,
-            "u_boot_dtb": str(settings.u_boot_dtb) if settings else None,
-        })],
+            "key": [_relative(settings.key_dir, config.root_dir), settings.key_hint]
+            if settings else None,
+            "u_boot_dtb": _relative(settings.u_boot_dtb, config.root_dir) if settings else None,
+        }),
         "clean": True,
     }
 
@@ -257,6 +297,27 @@ def _edit_inputs(config: Config) -> dict[str, Any]:
         "domus": [[d.index, d.mem_mib, d.vcpus, d.cmd] for d in config.domus if d.boots_with_xen],
         **domain_edit_inputs(config),
     }
+
+
+def _boot_inputs(config: Config) -> str:
+    """The boot options as the script reads them: without the keys' places (config file and
+    line), so moving a line or the config file reruns nothing."""
+    def unplaced(value: Any) -> Any:
+        if isinstance(value, Binary):
+            return replace(value, where="")
+        if isinstance(value, tuple):
+            return tuple(unplaced(v) for v in value)
+        return value
+    boot = config.boot
+    return repr(replace(boot, **{f.name: unplaced(getattr(boot, f.name)) for f in fields(boot)}))
+
+
+def _relative(path: Path | None, root: Path) -> str | None:
+    """`path` as the user named it, relative to the -d directory (the cache key needs no
+    absolute path)."""
+    if path is None:
+        return None
+    return os.path.relpath(path, root)
 
 
 def _dt_paths(config: Config) -> tuple[str, ...]:
@@ -297,7 +358,7 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
                                     str(root / binary.path), binary.where, target, dt_paths])],
             "file_dep": [str(root / binary.path)],
             "targets": [target],
-            "uptodate": [config_changed({"role": role.value, "dt_paths": list(dt_paths)})],
+            "uptodate": task_uptodate({"role": role.value, "dt_paths": list(dt_paths)}),
             "clean": True,
         }
 
@@ -314,9 +375,9 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
                                 uimage_key])],
         "file_dep": list(checks.values()),
         "targets": [layout],
-        "uptodate": [config_changed({"memory": [config.memory_start, config.memory_end],
-                                     "modules": [m[:2] for m in modules],
-                                     "uimage": uimage_key})],
+        "uptodate": task_uptodate({"memory": [config.memory_start, config.memory_end],
+                                   "modules": [m[:2] for m in modules],
+                                   "uimage": uimage_key}),
         "clean": True,
     }
 
@@ -334,8 +395,8 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
                                     dtb_check])],
             "file_dep": [str(root / config.device_tree.path), *overlays, layout, dtb_check],
             "targets": [dtb_out],
-            "uptodate": [config_changed({**_edit_inputs(config),
-                                         "overlays": [b.path for b in config.boot.dt_overlays]})],
+            "uptodate": task_uptodate({**_edit_inputs(config),
+                                       "overlays": [b.path for b in config.boot.dt_overlays]}),
             "clean": True,
         }
     extra = config.boot.append_extra_cmds
@@ -346,15 +407,15 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
         "file_dep": [layout, *([dtb_check] if dtb_check else []),
                      *([str(root / extra.path)] if extra else [])],
         "targets": [source_out],
-        "uptodate": [config_changed({
+        "uptodate": task_uptodate({
             **_edit_inputs(config),
             "load_cmd": config.load_cmd,
             "paths": [b.path for b in config.binaries()],
             "preedited_dtb": config.preedited_dtb,
             "fdtedit": config.fdtedit,
             "fit": config.fit.name if config.fit else None,
-            "boot": repr(config.boot),
-        })],
+            "boot": _boot_inputs(config),
+        }),
         "clean": True,
     }
     if config.fit:
@@ -366,7 +427,7 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
         "actions": [(run_step, [write_boot_scr, source_out, layout, epoch, scr_out])],
         "file_dep": [source_out, layout],
         "targets": [scr_out],
-        "uptodate": [config_changed({"epoch": epoch})],
+        "uptodate": task_uptodate({"epoch": epoch}),
         "clean": True,
     }
     if bootm:
@@ -383,6 +444,6 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
                                     uimage_out, kernel_checks])],
             "file_dep": [xen, layout, *kernel_checks],
             "targets": [uimage_out],
-            "uptodate": [config_changed({"epoch": epoch, "key": config.xen.key})],
+            "uptodate": task_uptodate({"epoch": epoch, "key": config.xen.key}),
             "clean": True,
         }
