@@ -26,7 +26,8 @@ SCRIPT = "AArch64 Linux Script (uncompressed)"
 
 def leftovers(directory: Path) -> list[str]:
     """Set-aside copies or temporaries left in `directory`."""
-    return sorted(p.name for p in directory.iterdir() if ".ibtasks-" in p.name)
+    return sorted(p.name for p in directory.iterdir()
+                  if ".ibtasks-" in p.name or ".ibtmp-" in p.name)
 
 
 def build_boot_files(directory: Path, config: str = "config") -> None:

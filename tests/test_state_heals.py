@@ -110,7 +110,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("whole_group", [True, False])
 def test_a_killed_disk_image_build_leaves_no_faked_and_the_next_build_heals(
         tmp_path: Path, whole_group: bool) -> None:
-    reference = make_xen_inputs(tmp_path / "reference", payload=24 << 20)
+    reference = make_xen_inputs(tmp_path / "reference", payload=64 << 20)
     inputs = tmp_path / "killed"
     shutil.copytree(reference, inputs)
     assert run(reference, *DISK).returncode == 0
@@ -120,21 +120,22 @@ def test_a_killed_disk_image_build_leaves_no_faked_and_the_next_build_heals(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and build.poll() is None:
         fakeds = {p: n for p, n in descendants(build.pid).items() if n.startswith("faked")}
-        if fakeds and list((inputs / ".ibtasks").glob(".*.ext4.ibtasks-*")):
+        if fakeds and list((inputs / ".ibtasks").glob(".*.ext4.ibtmp-*")):
             break
         time.sleep(0.02)
     assert fakeds, "no faked seen under the build"
-    time.sleep(0.3)  # well inside the extraction or mkfs
+    # Killed at once: faked and the rootfs tree exist now, and the stage takes a fraction of a
+    # second, so any wait here could let it finish first.
     os.killpg(build.pid, signal.SIGKILL) if whole_group else build.kill()
     build.wait()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(alive(p) for p in fakeds):
         time.sleep(0.05)
     assert [p for p in fakeds if alive(p)] == []
-    assert list((inputs / ".ibtasks").glob(".*.ibtasks-*"))  # the killed build's tree is there
+    assert list((inputs / ".ibtasks").glob(".*.ibtmp-*")), os.listdir(inputs / ".ibtasks")
 
     healed = run(inputs, *DISK)
     assert healed.returncode == 0, healed.stderr
-    assert [p.name for p in (inputs / ".ibtasks").iterdir() if ".ibtasks-" in p.name] == []
+    assert [p.name for p in (inputs / ".ibtasks").iterdir() if ".ibtmp-" in p.name] == []
     for name in (*OUTPUTS, "disk.img"):
         assert (inputs / name).read_bytes() == (reference / name).read_bytes(), name
