@@ -47,9 +47,12 @@ def _cell(node: fdt.Node, name: str) -> int | None:
 
 
 def _walk(node: fdt.Node) -> Iterator[fdt.Node]:
-    yield node
-    for child in node.nodes:
-        yield from _walk(child)
+    """Every node of the tree under `node`, depth first (iterative: no recursion limit)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.nodes))
 
 
 def read_dt_facts(data: bytes, source: str, paths: Iterable[str] = ()) -> DtFacts:
