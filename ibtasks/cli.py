@@ -172,6 +172,8 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None) -> int:
         _remove_outputs(outputs(config))
         return code
     layout = Layout.from_json((work / "layout.json").read_bytes())
+    for warning in layout.warnings:  # the layout's check against the DTB's /memory banks
+        sys.stderr.write(f"ibtasks: warning: {warning}\n")
     out = io.StringIO()
     if args.memory_map:
         out.write(render_memory_map(layout))
@@ -181,7 +183,7 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None) -> int:
                       "for dom0less VMs.\n")
     out.write(render_final_message(config, layout))
     sys.stdout.write(out.getvalue())
-    if stamp is not None and not config.warnings:
+    if stamp is not None and not config.warnings and not layout.warnings:
         checks = (work / "check").iterdir() if (work / "check").is_dir() else iter(())
         files = [args.config, *(str(p) for p in outputs(config)), str(work / "layout.json"),
                  str(work / "doit-deps.json"), *(str(p) for p in checks),
@@ -223,6 +225,12 @@ def disk_image(args: argparse.Namespace) -> int:
     code = run_graph(lambda: all_tasks(config, options, epoch), work, argv, args.verbose)
     if argv[0] == "run" and code != 0:
         _remove_outputs([*outputs(config), *disk_outputs(options)])
+    elif argv[0] == "run":
+        from ibtasks.layout import Layout
+
+        layout = Layout.from_json((work_dir(config) / "layout.json").read_bytes())
+        for warning in layout.warnings:
+            sys.stderr.write(f"ibtasks: warning: {warning}\n")
     return code
 
 
