@@ -89,7 +89,7 @@ def test_layout_pushed_past_2_to_the_64_by_reserved_memory_is_rejected() -> None
     assert str(info.value).startswith(
         "MEMORY_END: not enough memory to load all binaries: they end at 0x10000000000800000")
     # Without the reservation everything ends below the last 2 MiB slot, in 64 bits.
-    layout = plan_layout(start, TOP - 1, modules[:1] + [Module("DEVICE_TREE", "d.dtb", 512)])
+    layout = plan_layout(start, TOP - 1, [*modules[:1], Module("DEVICE_TREE", "d.dtb", 512)])
     assert [r.address for r in layout.regions] == [start + 4 * MiB, start + 52 * MiB]
     assert layout.end == align_up(start + 52 * MiB + 512) < TOP - 2 * MiB
     assert all(to_cells(r.end, 2, r.key, "reg") for r in layout.regions)
