@@ -78,17 +78,26 @@ def big_dtb(nodes: int) -> bytes:
 
 def measured(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
              ) -> tuple[float, int]:
-    """Run `argv`; (wall seconds, peak RSS in KiB of that process)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        stderr = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {stderr}")
-    return elapsed, usage.ru_maxrss
+    """Run `argv`; (wall seconds, peak RSS in KiB of that process).
+
+    The peak RSS comes from GNU time (`/usr/bin/time -f %M`, package `time`): the rusage of a
+    child of this script would start from this script's own size, copied at fork.
+    """
+    gnu_time = Path("/usr/bin/time")
+    with tempfile.NamedTemporaryFile(prefix="rss.") as rss_file:
+        wrapped = [str(gnu_time), "-f", "%M", "-o", rss_file.name, *argv] \
+            if gnu_time.exists() else argv
+        start = time.perf_counter()
+        proc = subprocess.Popen(wrapped, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            stderr = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"{' '.join(argv)} failed ({code}): {stderr}")
+        text = Path(rss_file.name).read_text().strip()
+    return elapsed, int(text.splitlines()[-1]) if text else usage.ru_maxrss
 
 
 def bench_dtb(sizes: list[int], base: Path, repeat: int) -> None:
