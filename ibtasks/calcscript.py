@@ -25,7 +25,8 @@ from ibtasks.hush import quote_string
 from ibtasks.layout import LOWEST_SCRIPT_SLOT, SLOT, Layout, Region
 
 # Placeholder cells: address i is (ADDR_HI + i, ADDR_LO + i), size i is (SIZE_HI + i, SIZE_LO + i).
-ADDR_HI, ADDR_LO, SIZE_HI, SIZE_LO = 0xA5A50000, 0xB5B50000, 0xC5C50000, 0xD5D50000
+# ADDR_HI + SIZE_HI < 2^32, so a placeholder's end (linux,initrd-end) still fits 64 bits.
+ADDR_HI, ADDR_LO, SIZE_HI, SIZE_LO = 0xA5A50000, 0xB5B50000, 0x35350000, 0xD5D50000
 
 
 def variable_name(key: str) -> str:

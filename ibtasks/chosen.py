@@ -8,6 +8,7 @@ unit addresses such as `module@40C00000` (Q4).
 
 from __future__ import annotations
 
+from ibtasks.cellwidth import to_cells
 from ibtasks.config import Config, DomU
 from ibtasks.domain_edits import (
     Phandles,
@@ -17,7 +18,7 @@ from ibtasks.domain_edits import (
     passthrough_edits,
     xen_edits,
 )
-from ibtasks.dtedit import Cells, DtEdit, MakeNode, SetProp, Strings, reg_cells, split_u64
+from ibtasks.dtedit import Cells, DtEdit, MakeNode, SetProp, Strings
 from ibtasks.dtfacts import DtFacts
 from ibtasks.layout import Layout
 
@@ -28,24 +29,30 @@ def _module(parent: str, prefix: str, layout: Layout, key: str,
             compatible: tuple[str, ...]) -> tuple[str, list[DtEdit]]:
     region = layout.region(key)
     node = MakeNode(parent, f"{prefix}@{region.address:X}")
+    what = f"the reg of {node.path}"  # /chosen and domU nodes have 2 + 2 cells
     return node.path, [
         node,
         SetProp(node.path, "compatible", Strings(compatible)),
-        SetProp(node.path, "reg", reg_cells(region.address, region.size)),
+        SetProp(node.path, "reg", Cells(to_cells(region.address, 2, key, what)
+                                        + to_cells(region.size, 2, key, what))),
     ]
 
 
-def _domu_edits(domu: DomU, layout: Layout, phandles: Phandles) -> list[DtEdit]:
+def _domu_edits(domu: DomU, layout: Layout, phandles: Phandles, where: str) -> list[DtEdit]:
     node = MakeNode(CHOSEN, f"domU{domu.index}")
+    memory_key = "DOMU_STATIC_MEM" if domu.props.static_mem_kib else "DOMU_MEM"
     edits: list[DtEdit] = [
         node,
         SetProp(node.path, "compatible", Strings(("xen,domain",))),
         SetProp(node.path, "#address-cells", Cells((2,))),
         SetProp(node.path, "#size-cells", Cells((2,))),
         SetProp(node.path, "memory",
-                Cells(split_u64(domu.props.static_mem_kib or domu.mem_mib * 1024))),
-        SetProp(node.path, "cpus", Cells((domu.vcpus,))),
-        *domu_prop_edits(domu, node.path, phandles),
+                Cells(to_cells(domu.props.static_mem_kib or domu.mem_mib * 1024, 2,
+                               f"{memory_key}[{domu.index}]",
+                               f"{node.path} memory (KiB)", where))),
+        SetProp(node.path, "cpus", Cells(to_cells(domu.vcpus, 1, f"DOMU_VCPUS[{domu.index}]",
+                                                  f"{node.path} cpus", where))),
+        *domu_prop_edits(domu, node.path, phandles, where),
     ]
     if domu.kernel:
         path, kernel = _module(node.path, "module", layout, domu.kernel.key,
@@ -65,8 +72,10 @@ def plan_linux_edits(config: Config, layout: Layout) -> list[DtEdit]:
     edits: list[DtEdit] = [SetProp(CHOSEN, "bootargs", Strings((config.boot.linux_cmd,)))]
     if config.boot.linux_ramdisk:
         ramdisk = layout.region(config.boot.linux_ramdisk.key)
-        edits += [SetProp(CHOSEN, "linux,initrd-start", Cells(split_u64(ramdisk.address))),
-                  SetProp(CHOSEN, "linux,initrd-end", Cells(split_u64(ramdisk.end)))]
+        key, what = config.boot.linux_ramdisk.key, "linux,initrd-start/-end"
+        edits += [SetProp(CHOSEN, "linux,initrd-start",
+                          Cells(to_cells(ramdisk.address, 2, key, what))),
+                  SetProp(CHOSEN, "linux,initrd-end", Cells(to_cells(ramdisk.end, 2, key, what)))]
     return edits
 
 
@@ -97,5 +106,5 @@ def plan_chosen_edits(config: Config, layout: Layout, facts: DtFacts | None = No
                          ("xen,linux-initrd", "xen,multiboot-module", "multiboot,module"))[1]
     for domu in config.domus:
         if domu.boots_with_xen:
-            edits += _domu_edits(domu, layout, phandles)
+            edits += _domu_edits(domu, layout, phandles, config.source)
     return edits + cpupool_edits(config, phandles)

@@ -25,6 +25,7 @@ from ibtasks.stamp import remove_stamp, stamp_for, write_stamp
 
 if TYPE_CHECKING:
     from ibtasks.config import Binary, Config
+    from ibtasks.layout import Layout
     from ibtasks.ownership import OutputGuard
 
 # Imports of doit and of our graph modules cost ~70 ms; they happen only past the no-op fast
@@ -290,7 +291,7 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     from ibtasks.bootscript import render_final_message
     from ibtasks.chain import BY_SCRIPT_GEN, script_flags, write_generated
     from ibtasks.doitrun import run_graph
-    from ibtasks.layout import Layout, render_memory_map
+    from ibtasks.layout import render_memory_map
     from ibtasks.taskgen import anchored, boot_tasks, outputs, source_date_epoch, work_dir
 
     config = config_from_args(args, guard)
@@ -306,7 +307,7 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     if argv[0] != "run" or code != 0:
         return code
     write_generated(config, outputs(config), script_flags(args), BY_SCRIPT_GEN)
-    layout = Layout.from_json((work / "layout.json").read_bytes())
+    layout = _print_layout_warnings(work)
     out = io.StringIO()
     if args.memory_map:
         out.write(render_memory_map(layout))
@@ -316,7 +317,7 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
                       "for dom0less VMs.\n")
     out.write(render_final_message(config, layout))
     sys.stdout.write(out.getvalue())
-    if stamp is not None and not config.warnings:
+    if stamp is not None and not config.warnings and not layout.warnings:
         checks = (work / "check").iterdir() if (work / "check").is_dir() else iter(())
         files = [args.config, *(str(p) for p in outputs(config)), str(work / "layout.json"),
                  str(work / "doit-deps.json"), *(str(p) for p in checks),
@@ -331,6 +332,15 @@ def _read_inputs(config: Config) -> list[Binary]:
     """The inputs a build reads: with -s only APPEND_EXTRA_CMDS, the binaries need not exist."""
     extra = [config.boot.append_extra_cmds] if config.boot.append_extra_cmds else []
     return extra + ([] if config.boot.calc else config.binaries())
+
+
+def _print_layout_warnings(work: Path) -> Layout:
+    """The layout a build planned, after printing its warnings (loads against the DTB's /memory
+    banks, ibtasks.membanks)."""
+
+    layout = Layout.from_json((work / "layout.json").read_bytes())
+    _print_warnings(layout.warnings)
+    return layout
 
 
 def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
@@ -378,8 +388,11 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
                        lambda: run_graph(lambda: all_tasks(tasks_config, tasks_options, epoch,
                                                            boot, copied),
                                          work, argv, args.verbose, cwd=anchor))
-    if argv[0] == "run" and code == 0 and plan.config is not None:
-        write_generated(plan.config, generated, plan.flags, plan.by)
+    if argv[0] == "run" and code == 0:
+        if plan.config is not None:
+            write_generated(plan.config, generated, plan.flags, plan.by)
+        if (work_dir(config) / "layout.json").exists():  # none when the script is the user's
+            _print_layout_warnings(work_dir(config))
     return code
 
 

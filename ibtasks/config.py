@@ -587,6 +587,8 @@ class _Reader:
         if value < 0:
             raise UserError(f"{name}: expected an address like 0x40000000, got '{text}'",
                             self.where(name))
+        if value >> 64:
+            raise UserError(f"{name}: {value:#x} does not fit in 64 bits", self.where(name))
         return value
 
     def count(self, name: str, index: int | None = None, unit: str = "") -> int:

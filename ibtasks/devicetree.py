@@ -48,7 +48,7 @@ def apply_edits(dtb: bytes, edits: Sequence[DtEdit], source: str) -> bytes:
             # would add names in tree order, so add them here in edit order.
             if edit.name + "\0" not in strings:
                 strings += edit.name + "\0"
-    return bytes(tree.to_dtb(strings=strings))
+    return _to_dtb(tree, strings)
 
 
 def read_reserved_regions(dtb: bytes, source: str) -> list[tuple[int, int]]:
@@ -121,6 +121,59 @@ def _encode(value: PropValue, command: str, source: str) -> bytes:
 def _make_property(name: str, raw: bytes) -> fdt.Property:
     """A property that serialises back to exactly `raw` (fdt's type guessing is not needed)."""
     return fdt.PropBytes(name, data=raw) if raw else fdt.Property(name)
+
+
+def _to_dtb(tree: fdt.FDT, strings: str) -> bytes:
+    """The blob `fdt.FDT.to_dtb(strings=strings)` writes, byte for byte, in linear time.
+
+    fdt builds each node's bytes by concatenating its children's, which copies a node with
+    many children over and over (quadratic); here one buffer grows as the tree is walked.
+    Layout as fdt's: header, memory reservation block, structure block, strings block; a
+    property name is found in (or appended to) `strings` the way fdt does it.
+    """
+    offsets: dict[str, int] = {}
+
+    def name_offset(name: str) -> int:
+        nonlocal strings
+        found = offsets.get(name)
+        if found is None:
+            found = strings.find(name + "\0")
+            if found < 0:
+                found = len(strings)
+                strings += name + "\0"
+            offsets[name] = found
+        return found
+
+    header = tree.header
+    rsv = b"".join(struct.pack(">QQ", e["address"], e["size"]) for e in tree.entries)
+    rsv += b"\0" * 16
+    block = bytearray()
+    stack: list[fdt.Node | None] = [tree.root]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            block += struct.pack(">I", _END_NODE)
+            continue
+        if node.parent is None:  # fdt writes the root's empty name as one zero word
+            block += struct.pack(">II", _BEGIN_NODE, 0)
+        else:
+            block += struct.pack(">I", _BEGIN_NODE) + node.name.encode("ascii") + b"\0"
+            block += b"\0" * (-len(block) % 4)
+        for prop in node.props:
+            data = _raw(prop)
+            block += struct.pack(">III", _PROP, len(data), name_offset(prop.name)) + data
+            block += b"\0" * (-len(block) % 4)
+        stack.append(None)
+        stack.extend(reversed(node.nodes))
+    block += struct.pack(">I", _END)
+    struct_at = header.size + len(rsv)
+    header.size_dt_strings = len(strings)
+    header.size_dt_struct = len(block)
+    header.off_mem_rsvmap = header.size
+    header.off_dt_struct = struct_at
+    header.off_dt_strings = struct_at + len(block)
+    header.total_size = struct_at + len(block) + len(strings)
+    return b"".join((header.export(), rsv, bytes(block), strings.encode("ascii")))
 
 
 # --- finding nodes --------------------------------------------------------------------------
@@ -276,6 +329,11 @@ def _parse_struct(block: bytes, strings: bytes, source: str) -> fdt.Node:
     """The root node of a structure block."""
     root: fdt.Node | None = None
     current: fdt.Node | None = None
+    # Names already seen in each open node, for the duplicate checks: fdt's get_subnode and
+    # get_property scan the whole list, which made a node with many children quadratic.
+    child_names: list[set[str]] = []
+    prop_names: list[set[str]] = []
+    names_at: dict[int, str] = {}  # property names by strings-block offset, checked once
     at = 0
 
     while True:
@@ -292,17 +350,24 @@ def _parse_struct(block: bytes, strings: bytes, source: str) -> fdt.Node:
                 if root is not None:
                     raise _corrupt(source, "a second root node")
                 root = current = fdt.Node("/")
+                child_names.append(set())
+                prop_names.append(set())
                 continue
-            node = fdt.Node(name)
-            if current.get_subnode(name) is not None:
+            if name in child_names[-1]:
                 raise _corrupt(source, f"{_path_of(current)}: duplicate node {name}")
+            child_names[-1].add(name)
+            node = fdt.Node(name)
             node.set_parent(current)
             current.nodes.append(node)
             current = node
+            child_names.append(set())
+            prop_names.append(set())
         elif tag == _END_NODE:
             if current is None:
                 raise _corrupt(source, "FDT_END_NODE outside any node")
             current = current.parent
+            child_names.pop()
+            prop_names.pop()
         elif tag == _PROP:
             if current is None or at + 8 > len(block):
                 raise _corrupt(source, "a property outside any node")
@@ -310,9 +375,11 @@ def _parse_struct(block: bytes, strings: bytes, source: str) -> fdt.Node:
             at += 8
             if name_offset >= len(strings) or at + length > len(block):
                 raise _corrupt(source, f"property at {at - 12:#x} points outside its blocks")
-            name = _cstring(strings, name_offset, "property name", source)
-            if current.get_property(name) is not None:
+            name = names_at.get(name_offset) or names_at.setdefault(
+                name_offset, _cstring(strings, name_offset, "property name", source))
+            if name in prop_names[-1]:
                 raise _corrupt(source, f"{_path_of(current)}: duplicate property {name}")
+            prop_names[-1].add(name)
             prop = _make_property(name, block[at : at + length])
             prop.set_parent(current)
             current.props.append(prop)
@@ -343,5 +410,8 @@ def _corrupt(source: str, why: str) -> UserError:
     return UserError(f"corrupt device tree: {why}", source)
 
 
+_PRINTABLE = frozenset(printable)
+
+
 def _is_printable(name: str) -> bool:
-    return all(char in printable for char in name)
+    return _PRINTABLE.issuperset(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ibtasks.cellwidth import to_cells
 from ibtasks.config import Config, DomU
 from ibtasks.dtedit import Cells, DtEdit, Flag, MakeNode, SetProp, Strings, split_u64
 from ibtasks.dtfacts import DtFacts
@@ -83,13 +84,21 @@ def xen_edits(config: Config, facts: DtFacts) -> list[DtEdit]:
     return [SetProp(CHOSEN, "xen,static-heap", Cells(cells))]
 
 
-def domu_prop_edits(domu: DomU, node: str, phandles: Phandles) -> list[DtEdit]:
+def domu_prop_edits(domu: DomU, node: str, phandles: Phandles, where: str | None = None
+                    ) -> list[DtEdit]:
     """The domU node's properties after `cpus`, and its shared-memory, event-channel and vCPU
-    subnodes (the domU node has #address-cells = #size-cells = 2)."""
+    subnodes (the domU node has #address-cells = #size-cells = 2). A value that does not fit
+    its cells is a UserError naming its key (`where`: the config file)."""
     p = domu.props
+
+    def cells_of(key: str, what: str, *values: int, width: int = 2) -> tuple[int, ...]:
+        label = f"{key}[{domu.index}]"
+        return tuple(c for v in values for c in to_cells(v, width, label, what, where))
+
     edits: list[DtEdit] = []
     if p.static_mem:
-        cells = tuple(c for base, size in p.static_mem for c in split_u64(base) + split_u64(size))
+        cells = cells_of("DOMU_STATIC_MEM", "xen,static-mem",
+                         *(v for region in p.static_mem for v in region))
         edits.append(SetProp(node, "xen,static-mem", Cells(cells)))
     if p.direct_map:
         edits.append(SetProp(node, "direct-map", Flag()))
@@ -111,8 +120,8 @@ def domu_prop_edits(domu: DomU, node: str, phandles: Phandles) -> list[DtEdit]:
     for shm in p.shared_mem:
         name = f"shared-mem@{shm.host:X}" if shm.host is not None else f"shared-mem-{shm.shm_id}"
         sub = MakeNode(node, name)
-        cells = (split_u64(shm.host) if shm.host is not None else ()) + split_u64(shm.guest) \
-            + split_u64(shm.size)
+        host = (shm.host,) if shm.host is not None else ()
+        cells = cells_of("DOMU_SHARED_MEM", "xen,shared-mem", *host, shm.guest, shm.size)
         edits += [sub,
                   SetProp(sub.path, "compatible", Strings(("xen,domain-shared-memory-v1",))),
                   SetProp(sub.path, "xen,shm-id", Strings((shm.shm_id,))),
@@ -124,7 +133,9 @@ def domu_prop_edits(domu: DomU, node: str, phandles: Phandles) -> list[DtEdit]:
                   SetProp(sub.path, "compatible", Strings(("xen,evtchn-v1",))),
                   SetProp(sub.path, "phandle", Cells((phandles.evtchns[domu.index,
                                                                         event.local_port],))),
-                  SetProp(sub.path, "xen,evtchn", Cells((event.local_port, remote)))]
+                  SetProp(sub.path, "xen,evtchn",
+                          Cells((*cells_of("DOMU_STATIC_EVTCHNS", "xen,evtchn",
+                                           event.local_port, width=1), remote)))]
     for vcpu, pcpus in p.vcpu_hard_affinity:
         sub = MakeNode(node, f"vcpu{vcpu}")
         edits += [sub,

@@ -15,6 +15,7 @@ from ibtasks.errors import UserError, hex_and_dec
 
 SLOT = 2 * 1024 * 1024  # the seed's `offset`: alignment and the script's slot size
 LOWEST_SCRIPT_SLOT = 0xC00000  # below 12 MiB clashes with Xen's 1:1 map (seed 4f647f9)
+ADDRESS_LIMIT = 1 << 64  # addresses go into 64-bit cell pairs (/chosen has 2 + 2 cells)
 
 
 def align_up(value: int, alignment: int = SLOT) -> int:
@@ -53,6 +54,8 @@ class Layout:
     script_slot: int
     regions: tuple[Region, ...]
     end: int
+    banks: tuple[tuple[int, int], ...] = ()  # the DTB's RAM (address, size); () if unknown
+    warnings: tuple[str, ...] = ()  # found while checking the plan against `banks`
 
     def region(self, key: str) -> Region:
         for region in self.regions:
@@ -66,9 +69,13 @@ class Layout:
 
     @classmethod
     def from_json(cls, text: bytes) -> Layout:
+        """Read `to_json`'s text; one of an older ibtasks, without banks and warnings, reads
+        as none (its ib_layout task reruns anyway, as the DTB check's record changed)."""
         data = json.loads(text)
         regions = tuple(Region(**r) for r in data.pop("regions"))
-        return cls(regions=regions, **data)
+        banks = tuple((int(a), int(s)) for a, s in data.pop("banks", []))
+        warnings = tuple(str(w) for w in data.pop("warnings", []))
+        return cls(regions=regions, banks=banks, warnings=warnings, **data)
 
 
 def _past_reserved(address: int, size: int, reserved: Sequence[tuple[int, int]]) -> int:
@@ -85,7 +92,17 @@ def _past_reserved(address: int, size: int, reserved: Sequence[tuple[int, int]])
 
 def plan_layout(memory_start: int, memory_end: int, modules: Sequence[Module],
                 reserved: Sequence[tuple[int, int]] = ()) -> Layout:
-    """Place the script and `modules` in order; raise `UserError` if RAM is too small."""
+    """Place the script and `modules` (sizes in bytes) in order, skipping `reserved`
+    (address, size) ranges; raise `UserError` if they do not end one 2 MiB slot below
+    `memory_end` (the seed's rule) or if MEMORY_START/MEMORY_END do not fit in 64 bits.
+
+    Addresses are Python integers, so nothing wraps: a module pushed past 2^64 by its size or
+    by a reserved region near the top is caught by the MEMORY_END rule, and every address and
+    end of a returned layout fits a 64-bit cell pair.
+    """
+    for key, value in (("MEMORY_START", memory_start), ("MEMORY_END", memory_end)):
+        if not 0 <= value < ADDRESS_LIMIT:
+            raise UserError(f"{value:#x} does not fit in 64 bits", key)
     slot = max(memory_start + SLOT, LOWEST_SCRIPT_SLOT)
     slot = _past_reserved(slot, SLOT, reserved)
     address = slot + SLOT
@@ -116,4 +133,7 @@ def render_memory_map(layout: Layout) -> str:
         lines.append(f"{address:#18x}  {address + size:#18x}  {size:>12}  {key:<{width}}  {path}")
     free = layout.memory_end - layout.end
     lines.append(f"{layout.end:#18x}  {layout.memory_end:#18x}  {free:>12}  {'(free)':<{width}}")
+    for address, size in layout.banks:
+        lines.append(f"{address:#18x}  {address + size:#18x}  {size:>12}  "
+                     f"{'(RAM: /memory)':<{width}}")
     return "\n".join(lines) + "\n"

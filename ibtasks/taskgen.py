@@ -31,6 +31,7 @@ from doit.exceptions import TaskFailed
 from ibtasks import devicetree
 from ibtasks.bootscript import render_boot_source, xen_uimage_name
 from ibtasks.calcscript import render_calc_boot_source
+from ibtasks.cellwidth import check_u32
 from ibtasks.chosen import plan_chosen_edits
 from ibtasks.config import Binary, Config
 from ibtasks.domain_edits import edit_inputs as domain_edit_inputs
@@ -43,6 +44,7 @@ from ibtasks.fitsign import sign_fit
 from ibtasks.fsutil import make_temp_beside, write_atomic, write_if_changed
 from ibtasks.inspect import Role, check_file
 from ibtasks.layout import Layout, Module, plan_layout
+from ibtasks.membanks import check_layout_in_banks
 from ibtasks.overlay import apply_overlays
 from ibtasks.taskstate import task_uptodate
 from ibtasks.uimage import HEADER, LegacyImage, ScriptImage, build_legacy_image, build_script_image
@@ -53,6 +55,9 @@ WORK_DIR_NAME = ".ibtasks"
 DEFAULT_EPOCH = 315532800
 
 TaskDict = dict[str, Any]
+# The check record's format: raised when a field is added (the DTB's /memory banks), so doit
+# reruns checks recorded by an older ibtasks instead of reading them without it.
+CHECK_RECORD_VERSION = 2
 BOOT_TASKS = ("ib_check", "ib_layout", "ib_dtb", "ib_boot_source", "ib_boot_scr")
 
 
@@ -147,7 +152,9 @@ def write_layout(memory_start: int, memory_end: int, modules: list[tuple[str, st
                  dtb_check: str | None, out: str, uimage_key: str | None = None) -> None:
     """Plan the memory layout from the checks' sizes; write it if it changed.
 
-    `uimage_key` is loaded wrapped in a uImage (bootm): its slot holds the 64-byte header too.
+    `uimage_key` is loaded wrapped in a uImage (bootm): its slot holds the 64-byte header too,
+    and its address must fit the header's 32-bit load field. With the DTB's check, every load
+    must lie in its /memory banks (`membanks`); the banks and warnings go into the layout.
     """
     placed = []
     for key, path, check in modules:
@@ -156,10 +163,24 @@ def write_layout(memory_start: int, memory_end: int, modules: list[tuple[str, st
         if key == uimage_key:
             size = max(size, record["size"] + HEADER.size)
         placed.append(Module(key, path, size))
-    reserved = []
+    reserved: list[tuple[int, int]] = []
+    banks: tuple[tuple[int, int], ...] = ()
     if dtb_check is not None:
-        reserved = [tuple(r) for r in json.loads(Path(dtb_check).read_text()).get("reserved", [])]
-    layout = plan_layout(memory_start, memory_end, placed, reserved)  # type: ignore[arg-type]
+        dtb_record = json.loads(Path(dtb_check).read_text())
+        reserved = [(int(a), int(n)) for a, n in dtb_record.get("reserved", [])]
+        banks = DtFacts.from_record(dtb_record["facts"]).memory
+    layout = plan_layout(memory_start, memory_end, placed, reserved)
+    for region in layout.regions:
+        if region.key == uimage_key:
+            check_u32(region.address, region.key, "the load and entry fields of the legacy "
+                      "uImage BOOT_CMD=bootm boots (use booti above 4 GiB)")
+        if region.key == "BITSTREAM":
+            check_u32(region.size, region.key, "the size argument of 'fpga load'")
+    if dtb_check is not None:
+        dtb = next((f"{key} ({path})" for key, path, _ in modules if key == "DEVICE_TREE"),
+                   "DEVICE_TREE")
+        warnings = check_layout_in_banks(layout, banks, dtb)
+        layout = replace(layout, banks=banks, warnings=warnings)
     write_if_changed(out, layout.to_json())
 
 
@@ -358,7 +379,8 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
                                     str(root / binary.path), binary.where, target, dt_paths])],
             "file_dep": [str(root / binary.path)],
             "targets": [target],
-            "uptodate": task_uptodate({"role": role.value, "dt_paths": list(dt_paths)}),
+            "uptodate": task_uptodate({"role": role.value, "dt_paths": list(dt_paths),
+                                       "record": CHECK_RECORD_VERSION}),
             "clean": True,
         }
 

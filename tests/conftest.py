@@ -24,6 +24,13 @@ def seed_inputs_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("seed-inputs")
     subprocess.run([sys.executable, str(GOLDENS / "make-inputs.py"), str(out)], check=True,
                    capture_output=True)
+    # The host DTBs' RAM is 0x40000000-0xc0000000, but the seed README's configs (a ZynqMP,
+    # RAM from 0) load from 0xE00000: ibtasks checks loads against /memory, so the synthetic
+    # board gets RAM 0x0-0xc0000000, rewritten in place (same size: sizes and addresses of
+    # everything after the DTB stay as the goldens have them).
+    for dtb in ("mpsoc.dtb", "mpsoc-reserved.dtb", "mpsoc-cpus.dtb"):
+        subprocess.run(["fdtput", "-t", "x", str(out / dtb), "/memory@40000000", "reg",
+                        "0", "0", "0", "0xc0000000"], check=True)
     return out
 
 

@@ -124,6 +124,9 @@ def build(inputs: Path, config: str) -> list[str]:
 
 
 def test_addresses_above_4_gib_reach_the_script_and_the_dtb(seed_inputs: Path) -> None:
+    # A second RAM bank at 32 GiB (as on a ZynqMP), where the config loads everything.
+    subprocess.run(["fdtput", "-t", "x", str(seed_inputs / "mpsoc.dtb"), "/memory@40000000",
+                    "reg", "0", "0", "0", "0xc0000000", "8", "0", "0", "0x80000000"], check=True)
     source = build(seed_inputs, BASE.format(start="0x800000000", end="0x880000000",
                                             dtb="mpsoc.dtb"))
     # xen 3,000,000 B at 0x800400000 -> 0x800800000; dom0 5,000,000 B -> 0x800E00000.
