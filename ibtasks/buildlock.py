@@ -49,20 +49,30 @@ def lock_timeout(environ: os._Environ[str] | dict[str, str]) -> float:
 
 
 def _holder(fd: int) -> str:
-    """The pid the current holder wrote into the lock file ('?' if it has not yet)."""
+    """Who holds the lock: `another build (pid N)` when a live build wrote its pid into the lock
+    file, else `another process` (a build that has not written it yet, a no-op reading under a
+    shared lock, or a user's own flock)."""
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     except OSError:
-        return "?"
-    return text if text.isdigit() else "?"
+        text = ""
+    if text.isdigit():
+        try:
+            os.kill(int(text), 0)
+            return f"another build (pid {text})"
+        except PermissionError:
+            return f"another build (pid {text})"
+        except OSError:
+            pass
+    return "another process"
 
 
 class BuildLock:
     """An exclusive flock on `path` held while the `with` block runs.
 
-    `label` names the directory in the wait message (`ibtasks: waiting for another build of
-    DIR (pid N)`) and in the timeout error; `timeout_s` bounds the wait. Raises OSError when the
-    lock file cannot be created and LockTimeout when the wait times out.
+    `label` names the directory in the wait message (`ibtasks: waiting: another build (pid N)
+    holds the lock of DIR`) and in the timeout error; `timeout_s` bounds the wait. Raises
+    OSError when the lock file cannot be created and LockTimeout when the wait times out.
     """
 
     def __init__(self, path: str, label: str, timeout_s: float) -> None:
@@ -95,13 +105,13 @@ class BuildLock:
             waited = time.monotonic() - start
             if waited >= self.timeout_s:
                 raise LockTimeout(
-                    f"{self.label}: another build (pid {_holder(fd)}) still holds "
+                    f"{self.label}: {_holder(fd)} still holds "
                     f"{self.path} after {self.timeout_s:g} s; set {TIMEOUT_VARIABLE} "
                     "to wait longer"
                 )
             if not announced and waited >= min(QUIET_WAIT_S, self.timeout_s):
                 sys.stderr.write(
-                    f"ibtasks: waiting for another build of {self.label} (pid {_holder(fd)})\n"
+                    f"ibtasks: waiting: {_holder(fd)} holds the lock of {self.label}\n"
                 )
                 sys.stderr.flush()
                 announced = True
@@ -110,6 +120,10 @@ class BuildLock:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
         if self.fd >= 0:
+            try:
+                os.ftruncate(self.fd, 0)  # no stale pid for the next waiter to name
+            except OSError:
+                pass
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = -1
 

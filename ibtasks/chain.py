@@ -165,6 +165,7 @@ class BootScriptPlan:
     by: str
     copied: tuple[Path, ...] = ()
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def plan_boot_script(disk_config: Config, config_file: Path, own: ScriptFlags,
@@ -207,6 +208,12 @@ def plan_boot_script(disk_config: Config, config_file: Path, own: ScriptFlags,
     if (out / script).is_file():
         # As the original copies UBOOT_SOURCE beside it; the edited DTB too, when present.
         beside = [p for p in outputs(disk_config) if p != out / script and p.is_file()]
+        path = record_path(out, disk_config.uboot_source)
+        if record is None and path.exists():
+            # Our own script may be behind it, stale: say so where --strict sees it.
+            return BootScriptPlan(None, own, "", (out / script, *beside), warnings=(
+                f"{path}: unreadable record of what uboot-script-gen wrote; {script} is copied "
+                "as it is, unchecked: run uboot-script-gen again to bring it up to date",))
         return BootScriptPlan(None, own, "", (out / script, *beside), (
             f"{script}: not written by ibtasks (or changed since); copied as it is, unchecked",))
     others = other_records(out, disk_config.uboot_source)

@@ -337,6 +337,7 @@ def _read_inputs(config: Config) -> list[Binary]:
 def _print_layout_warnings(work: Path) -> Layout:
     """The layout a build planned, after printing its warnings (loads against the DTB's /memory
     banks, ibtasks.membanks)."""
+    from ibtasks.layout import Layout
 
     layout = Layout.from_json((work / "layout.json").read_bytes())
     _print_warnings(layout.warnings)
@@ -347,7 +348,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     from dataclasses import replace
 
     from ibtasks.chain import plan_boot_script, script_flags, write_generated
-    from ibtasks.config import Options
+    from ibtasks.config import Options, check_strict
     from ibtasks.diskconfig import check_disk_config
     from ibtasks.disktasks import DiskOptions, all_tasks, disk_outputs
     from ibtasks.doitrun import run_graph
@@ -368,6 +369,8 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     plan = plan_boot_script(config, Path(args.config), flags, Options(
         root_dir=config.root_dir, output_dir=config.output_dir, boot_fs=args.boot_fs,
         partition_table=args.table))
+    check_strict(plan.warnings, config.strict)
+    _print_warnings(plan.warnings)
     for note in plan.notes:
         sys.stderr.write(f"ibtasks: note: {printable(note)}\n")
     generated = outputs(plan.config) if plan.config is not None else []

@@ -125,6 +125,8 @@ class Config:
     boot_fs: str = "fat"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     environ_used: tuple[str, ...] = field(default=(), compare=False)
+    # --strict or STRICT=y: warnings found while building (the layout's) are errors too.
+    strict: bool = False
     partition_table: str = "gpt"  # disk-image: gpt or dos
     boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
     fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
@@ -287,6 +289,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         boot_fs=_boot_fs(options.boot_fs or reader.text("BOOT_FS") or "fat",
                          reader.where("BOOT_FS")),
         warnings=raw.warnings + fit_warnings,
+        strict=is_strict(raw, options),
         environ_used=raw.environ_used,
         boot=boot,
         partition_table=diskconfig.partition_table(reader, options.partition_table),

@@ -72,12 +72,21 @@ def boot_files(config: Config, generated: Sequence[Path] | None = None,
     return sorted((f"{under}/{path}" if under else path, src) for path, src in files.items())
 
 
-def xl_configs(config: Config) -> dict[str, bytes]:
-    """/etc/xen/domU<i>.cfg for the domUs dom0 starts (Q6), numbered as laid out (Q7)."""
+def xl_configs(config: Config, prefix: str = "") -> dict[str, bytes]:
+    """/etc/xen/domU<i>.cfg for the domUs dom0 starts (Q6), numbered as laid out (Q7); their
+    kernel and ramdisk paths are where `boot_files` puts them (under `prefix`, -p)."""
     numbers = number_rootfs_partitions(config.dom0_rootfs is not None,
                                        [d.rootfs is not None for d in config.domus])
-    domus = [XlDomU(d.index, d.kernel.path if d.kernel else None,
-                    d.ramdisk.path if d.ramdisk else None, d.mem_mib, d.vcpus, d.cmd_given,
+    under = prefix.strip("/")
+
+    def on_boot(binary: Binary | None) -> str | None:
+        if binary is None:
+            return None
+        path = os.path.normpath(binary.path)
+        return f"{under}/{path}" if under else path
+
+    domus = [XlDomU(d.index, on_boot(d.kernel), on_boot(d.ramdisk), d.mem_mib, d.vcpus,
+                    d.cmd_given,
                     d.noboot, numbers.get(d.index), d.driver_domain) for d in config.domus]
     domus = [d for d in domus if d.needs_xl_config]
     settings, dtbs = passthrough_files(config, {d.index for d in domus})
@@ -198,7 +207,7 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
     parts = [("Linux1", config.boot_fs, boot_image)]
     rootfs: list[tuple[str, Binary, dict[str, bytes]]] = []
     if config.dom0_rootfs:
-        rootfs.append(("dom0", config.dom0_rootfs, xl_configs(config)))
+        rootfs.append(("dom0", config.dom0_rootfs, xl_configs(config, prefix)))
     rootfs += [(f"domU{d.index}", d.rootfs, {}) for d in config.domus if d.rootfs]
     for number, (name, archive, extra) in enumerate(rootfs, start=2):
         image = str(work / f"{name}.ext4")

@@ -10,7 +10,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
@@ -29,10 +29,8 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
     """Quiet on success; a user error is one `ibtasks: error:` line, a bug shows its traceback."""
 
     desc = "ibtasks: silent, one line per error"
+    verbose = False
 
-    def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
-        super().__init__(outstream, options)
-        self.verbose = bool(options.get("ibtasks_verbose"))
 
     def execute_task(self, task: Any) -> None:
         if self.verbose and task.actions:
@@ -50,6 +48,14 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
     def complete_run(self) -> None:
         for message in self.runtime_errors:
             sys.stderr.write(f"ibtasks: error: {message.strip().splitlines()[-1]}\n")
+
+
+class VerboseReporter(OneLineReporter):
+    """OneLineReporter that also names each task it runs (`-v`). A class of its own: doit hands
+    a reporter only its own options, never DOIT_CONFIG's."""
+
+    desc = "ibtasks: one line per task run and per error"
+    verbose = True
 
 
 def _backend_registered() -> bool:
@@ -75,8 +81,7 @@ def doit_config(work: Path, verbose: bool = False, *, registered: bool | None = 
         "dep_file": str(work / "doit-deps.json"),
         "backend": BACKEND_NAME if registered else "json",
         "check_file_uptodate": make_checker(str(work / "digests.json")),
-        "reporter": OneLineReporter,
-        "ibtasks_verbose": verbose,
+        "reporter": VerboseReporter if verbose else OneLineReporter,
         "verbosity": 0,
     }
 

@@ -157,7 +157,7 @@ class OutputGuard:
                     and st.st_mtime_ns >= journal["started_ns"]:
                 self._unlink(path)
         for output, backup in kept.items():
-            if os.path.lexists(backup):
+            if os.path.lexists(_path(backup, self.base)):
                 self._rename(_path(backup, self.base), _path(output, self.base))
         self._unlink(self.journal_path)
 

@@ -149,12 +149,14 @@ def check_binary(key: str, role: str, path: str, where: str, out: str,
 
 
 def write_layout(memory_start: int, memory_end: int, modules: list[tuple[str, str, str]],
-                 dtb_check: str | None, out: str, uimage_key: str | None = None) -> None:
+                 dtb_check: str | None, out: str, uimage_key: str | None = None,
+                 strict: bool = False) -> None:
     """Plan the memory layout from the checks' sizes; write it if it changed.
 
     `uimage_key` is loaded wrapped in a uImage (bootm): its slot holds the 64-byte header too,
     and its address must fit the header's 32-bit load field. With the DTB's check, every load
     must lie in its /memory banks (`membanks`); the banks and warnings go into the layout.
+    With `strict` (--strict, STRICT=y) the first warning is raised as a UserError instead.
     """
     placed = []
     for key, path, check in modules:
@@ -180,6 +182,8 @@ def write_layout(memory_start: int, memory_end: int, modules: list[tuple[str, st
         dtb = next((f"{key} ({path})" for key, path, _ in modules if key == "DEVICE_TREE"),
                    "DEVICE_TREE")
         warnings = check_layout_in_banks(layout, banks, dtb)
+        if strict and warnings:
+            raise UserError(warnings[0])
         layout = replace(layout, banks=banks, warnings=warnings)
     write_if_changed(out, layout.to_json())
 
@@ -394,12 +398,12 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
                "place the boot script (-s: U-Boot places the binaries)",
         "actions": [(run_step, [write_layout, config.memory_start, config.memory_end,
                                 modules, checks.get("DEVICE_TREE"), layout,
-                                uimage_key])],
+                                uimage_key, config.strict])],
         "file_dep": list(checks.values()),
         "targets": [layout],
         "uptodate": task_uptodate({"memory": [config.memory_start, config.memory_end],
                                    "modules": [m[:2] for m in modules],
-                                   "uimage": uimage_key}),
+                                   "uimage": uimage_key, "strict": config.strict}),
         "clean": True,
     }
 

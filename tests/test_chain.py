@@ -82,6 +82,10 @@ def test_recorded_prepend_path_puts_every_boot_file_under_it(seed_inputs: Path,
         assert f"::/images/{name}" in listing
     assert "load mmc 0:1 0xE00000 /images/xen" in disk_script(seed_inputs, tmp_path,
                                                               "images/boot.scr")
+    # dom0's xl config names the domU kernel where the boot partition holds it.
+    xl = rootfs_file(seed_inputs / "disk.img", 2, "/etc/xen/domU1.cfg", tmp_path)
+    assert 'kernel="/boot/images/zynqmp-dom2/Image-domU"' in xl
+    assert "::/images/zynqmp-dom2/Image-domU" in listing
 
 
 def test_a_script_ibtasks_did_not_write_is_copied_as_it_is(seed_inputs: Path) -> None:
@@ -111,7 +115,14 @@ def test_a_corrupt_record_is_treated_as_absent(seed_inputs: Path) -> None:
     ours = (seed_inputs / "boot.scr").read_bytes()
     result = build_disk(seed_inputs, "-t", "sd")
     assert fat_file(seed_inputs / "disk.img", "boot.scr") == ours
-    assert "not written by ibtasks" in result.stderr
+    # A warning, not a note: the script may be ours and stale, and --strict must stop there.
+    assert result.stderr.splitlines()[0] == (
+        f"ibtasks: warning: {record.relative_to(seed_inputs)}: unreadable record of what "
+        "uboot-script-gen wrote; boot.scr is copied as it is, unchecked: run uboot-script-gen "
+        "again to bring it up to date")
+    strict = disk_image(seed_inputs, "-o", "disk.img", "-t", "sd", "--strict")
+    assert strict.returncode == 1
+    assert strict.stderr.startswith("ibtasks: error: ") and "unreadable record" in strict.stderr
 
 
 def test_without_a_script_disk_image_generates_one_with_its_own_load_command(

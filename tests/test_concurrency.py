@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -70,7 +71,8 @@ def test_concurrent_builds_of_one_directory_all_succeed_with_sequential_bytes(
             _, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err
             for line in err.splitlines():
-                assert line.startswith("ibtasks: waiting for another build of . (pid "), err
+                assert re.fullmatch(r"ibtasks: waiting: (another build \(pid \d+\)|"
+                                    r"another process) holds the lock of \.", line), err
                 waited += 1
         for name in OUTPUTS:
             assert (shared / name).read_bytes() == expected[name], name
@@ -88,7 +90,7 @@ def test_a_second_build_waits_with_one_line_and_then_succeeds(tmp_path: Path) ->
         assert not (inputs / "boot.scr").exists()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert err == f"ibtasks: waiting for another build of . (pid {os.getpid()})\n"
+    assert err == f"ibtasks: waiting: another build (pid {os.getpid()}) holds the lock of .\n"
     assert out.startswith("Generated uboot script boot.scr")
 
 
@@ -103,7 +105,7 @@ def test_a_build_that_cannot_get_the_lock_fails_after_the_timeout_and_removes_no
         result = run(inputs, *SCRIPT, env={"IBTASKS_LOCK_TIMEOUT": "0.5"})
         elapsed = time.monotonic() - start
     assert result.stderr.startswith(
-        f"ibtasks: waiting for another build of . (pid {os.getpid()})\n")
+        f"ibtasks: waiting: another build (pid {os.getpid()}) holds the lock of .\n")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[1:] == [
         f"ibtasks: error: .: another build (pid {os.getpid()}) still holds .ibtasks/lock after "

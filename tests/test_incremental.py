@@ -166,3 +166,20 @@ def test_the_fast_path_knows_every_option_that_takes_a_value() -> None:
     takes_value = {flag for action in script._actions if action.option_strings
                    and action.nargs != 0 for flag in action.option_strings}
     assert takes_value == VALUE_FLAGS
+
+
+def test_verbose_names_each_task_that_runs_and_only_those(seed_inputs: Path) -> None:
+    prepare(seed_inputs)
+    first = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", "-v",
+                        cwd=seed_inputs)
+    assert first.returncode == 0, first.stderr
+    ran = {line.removeprefix("ibtasks: running ") for line in first.stderr.splitlines()}
+    assert ran == ALL_TASKS
+    config = seed_inputs / "config"
+    config.write_text(config.read_text().replace("XEN_CMD=\"", "XEN_CMD=\"loglvl=all "))
+    again = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", "-v",
+                        cwd=seed_inputs)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.splitlines() == [
+        "ibtasks: running ib_dtb", "ibtasks: running ib_boot_source",
+        "ibtasks: running ib_boot_scr"]

@@ -170,6 +170,18 @@ def test_memory_end_beyond_ram_is_a_warning(seed_inputs: Path) -> None:
         "DEVICE_TREE (mpsoc.dtb) (its /memory banks are 0x0-0xc0000000)\n")
 
 
+def test_memory_end_beyond_ram_is_an_error_with_strict_and_leaves_no_output(
+        seed_inputs: Path) -> None:
+    plain = run(seed_inputs, "0x40000000", "0x100000000", "mpsoc.dtb")
+    assert plain.returncode == 0, plain.stderr
+    result = run(seed_inputs, "0x40000000", "0x100000000", "mpsoc.dtb", "--strict")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "ibtasks: error: MEMORY_END: 0x100000000 is not the end of or inside RAM of "
+        "DEVICE_TREE (mpsoc.dtb) (its /memory banks are 0x0-0xc0000000)\n")
+    assert not [n for n in ("boot.source", "boot.scr", "boot.dtb") if (seed_inputs / n).exists()]
+
+
 def test_with_s_nothing_is_checked_against_the_dtb(seed_inputs: Path) -> None:
     dtb = board(seed_inputs, " memory@80000000 { device_type = \"memory\";"
                              " reg = <0x80000000 0x10000000>; };")

@@ -139,3 +139,45 @@ def test_a_killed_disk_image_build_leaves_no_faked_and_the_next_build_heals(
     assert [p.name for p in (inputs / ".ibtasks").iterdir() if ".ibtmp-" in p.name] == []
     for name in (*OUTPUTS, "disk.img"):
         assert (inputs / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def large_board_dtb(path: Path, nodes: int) -> None:
+    """The integrity DTB with `nodes` extra nodes in buses of 1,000 (dtc's parser takes no more
+    siblings than that comfortably), so that a build spends a second or so in doit."""
+    buses = []
+    for b in range(0, nodes, 1000):
+        children = "".join(f"        n{i} {{ reg = <{i}>; }};\n"
+                           for i in range(b, min(b + 1000, nodes)))
+        buses.append(f"    bus{b} {{\n        #address-cells = <1>;\n"
+                     f"        #size-cells = <0>;\n{children}    }};\n")
+    dts = ("/dts-v1/;\n/ {\n    #address-cells = <2>;\n    #size-cells = <2>;\n"
+           "    chosen { };\n"
+           "    memory@40000000 { device_type = \"memory\"; "
+           "reg = <0x0 0x40000000 0x0 0x40000000>; };\n" + "".join(buses) + "};\n")
+    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(path), "-"], input=dts,
+                   text=True, check=True)
+
+
+def test_a_users_file_set_aside_by_a_killed_build_is_put_back_by_the_next_build(
+        tmp_path: Path) -> None:
+    inputs = make_xen_inputs(tmp_path / "in")
+    large_board_dtb(inputs / "board.dtb", 20000)
+    subprocess.run(["mkimage", "-q", "-A", "arm64", "-T", "script", "-C", "none", "-d",
+                    str(inputs / "config"), str(inputs / "boot.scr")], check=True)
+    users = (inputs / "boot.scr").read_bytes()
+    build = subprocess.Popen(ibtasks_argv(*SCRIPT), cwd=inputs, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kept = inputs / ".boot.scr.ibtasks-keep"
+    deadline = time.monotonic() + 60
+    while not kept.exists() and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert kept.exists(), "the build never set the user's boot.scr aside"
+    os.killpg(build.pid, signal.SIGKILL)
+    build.wait()
+    # The next build, here one that fails on its config, first puts the user's file back.
+    (inputs / "xen").unlink()
+    failed = run(inputs, *SCRIPT)
+    assert one_error_line(failed).startswith("ibtasks: error: config:4: XEN: ")
+    assert (inputs / "boot.scr").read_bytes() == users
+    assert not kept.exists()
+    assert not (inputs / ".ibtasks" / "set-aside.json").exists()
