@@ -15,13 +15,21 @@ from pathlib import Path
 from ibtasks import diskconfig
 from ibtasks.boardpath import board_path, output_name_problem
 from ibtasks.bootopts import BootOptions, read_boot_options
+from ibtasks.config_warnings import alignment_warnings, beyond_count_warnings, flag_warnings
 from ibtasks.domain_checks import check_dom0, check_domus, choose_xen_cmd
 from ibtasks.domains import AFFINITY_KEY, DomUProps, XenProps, build_domu_props, build_xen_props
 from ibtasks.errors import UserError
 from ibtasks.fitplan import FitSettings, read_fit_settings
 from ibtasks.hush import word_problem
 from ibtasks.scriptcheck import check_raw_values, check_script_inputs
-from ibtasks.settings import SETTINGS_BY_NAME, Setting
+from ibtasks.settings import (
+    FALSE_WORDS,
+    SETTINGS_BY_NAME,
+    Setting,
+    number_hint,
+    parse_address,
+    parse_count,
+)
 
 # The seed's -t shorthands, plus upstream's usb and virtio.
 LOAD_CMD_ALIASES = {
@@ -44,7 +52,6 @@ UNSUPPORTED_UPSTREAM_KEYS = frozenset({
     "LINUX_ROOTFS",
 })
 
-FALSE_WORDS = frozenset({"", "0", "n", "no", "false", "off"})
 
 
 @dataclass(frozen=True)
@@ -298,7 +305,9 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                   else "XEN_LOAD")
     script_warnings = check_script_inputs(config, raw, load_label,
                                           "-o" if options.output_name else None)
-    config = replace(config, warnings=config.warnings + script_warnings)
+    value_warnings = (beyond_count_warnings(raw.values) + flag_warnings(raw.values)
+                      + alignment_warnings(memory_start, reader.where("MEMORY_START")))
+    config = replace(config, warnings=config.warnings + value_warnings + script_warnings)
     if config.fit and (boot.calc or boot.boot_cmd == "bootm"):
         what = "-s" if boot.calc else "BOOT_CMD=bootm"
         raise UserError(f"{what} cannot be combined with a FIT (-f or FIT): the FIT holds Xen "
@@ -580,22 +589,20 @@ class _Reader:
 
     def address(self, name: str) -> int:
         text = self.required(name)
-        try:
-            value = int(text, 0)
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise UserError(f"{name}: expected an address like 0x40000000, got '{text}'",
-                            self.where(name))
+        value = parse_address(text)
+        if value is None:
+            raise UserError(f"{name}: expected an address like 0x40000000, got '{text}'"
+                            f"{number_hint(text)}", self.where(name))
         return value
 
     def count(self, name: str, index: int | None = None, unit: str = "") -> int:
         text = self.text(name, index) or "0"
-        if not text.isdigit():
+        value = parse_count(text)
+        if value is None:
             what = f"a whole number of {unit}" if unit else "a whole number"
-            raise UserError(f"{self.label(name, index)}: expected {what}, got '{text}'",
-                            self.where(name, index))
-        return int(text)
+            raise UserError(f"{self.label(name, index)}: expected {what}, got '{text}'"
+                            f"{number_hint(text)}", self.where(name, index))
+        return value
 
     def flag(self, name: str, index: int | None = None) -> bool:
         value = self.raw.values.get((name, index))
