@@ -126,9 +126,7 @@ def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None)
     )
     from ibtasks.config_load import read_config_file
 
-    root = Path(args.root)
-    if not root.is_dir():
-        raise UserError(f"-d {args.root}: not a directory")
+    root = _input_dir(args.root)
     output_dir = Path(args.output_dir) if getattr(args, "output_dir", None) else None
     options = Options(
         root_dir=root,
@@ -187,11 +185,25 @@ def _check_writable(directory: Path) -> None:
         raise UserError(f"output directory {directory} is not writable")
 
 
+def _input_dir(text: str) -> Path:
+    """The -d directory, which must exist and be searchable (every input is looked up in it);
+    raises UserError naming -d, the path and the OS reason."""
+    import stat
+
+    try:
+        mode = os.stat(text).st_mode
+    except OSError as exc:
+        raise UserError(f"-d {text}: cannot reach it: {exc.strerror}") from exc
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"-d {text}: not a directory")
+    if not os.access(text, os.X_OK):
+        raise UserError(f"-d {text}: cannot look up files in it: {os.strerror(13)}")
+    return Path(text)
+
+
 def _output_dir(args: argparse.Namespace) -> Path:
     """Where outputs and the state folder go: --output-dir, else -d (see config.Options)."""
-    root = Path(args.root)
-    if not root.is_dir():
-        raise UserError(f"-d {args.root}: not a directory")
+    root = _input_dir(args.root)
     output_dir = getattr(args, "output_dir", None)
     return Path(output_dir) if output_dir else root
 
@@ -231,18 +243,19 @@ def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
         folders.append(Path(image).parent)
         exact.append(Path(f"{image}.partial"))
     try:
-        with hold_locks(locks):
-            guard = OutputGuard(state)
-            guard.heal()
-            remove_stale_temporaries(folders, exact)
-            _heal_state_files(state, stamp)
-            if args.command == "disk-image":
-                return disk_image(args, guard)
-            return uboot_script_gen(args, stamp, guard)
+        held = hold_locks(locks)
     except LockTimeout as exc:
         raise UserError(str(exc)) from exc
-    except OSError as exc:  # the lock file itself
+    except OSError as exc:  # the lock file itself; other OS errors are not about locking
         raise UserError(f"cannot lock {exc.filename or state}: {exc.strerror}") from exc
+    with held:
+        guard = OutputGuard(state)
+        guard.heal()
+        remove_stale_temporaries(folders, exact)
+        _heal_state_files(state, stamp)
+        if args.command == "disk-image":
+            return disk_image(args, guard)
+        return uboot_script_gen(args, stamp, guard)
 
 
 def _heal_state_files(state: Path, stamp: str | None) -> None:
@@ -291,9 +304,12 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     from ibtasks.chain import BY_SCRIPT_GEN, script_flags, write_generated
     from ibtasks.doitrun import run_graph
     from ibtasks.layout import Layout, render_memory_map
+    from ibtasks.outputclash import boot_outputs, check_output_clashes, inputs
     from ibtasks.taskgen import anchored, boot_tasks, outputs, source_date_epoch, work_dir
 
     config = config_from_args(args, guard)
+    check_output_clashes(boot_outputs(config, args.output_name),
+                         inputs(config, Path(args.config)))
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
     work = work_dir(config)
@@ -341,6 +357,8 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     from ibtasks.diskconfig import check_disk_config
     from ibtasks.disktasks import DiskOptions, all_tasks, disk_outputs
     from ibtasks.doitrun import run_graph
+    from ibtasks.outputclash import boot_outputs, check_output_clashes, inputs
+    from ibtasks.outputclash import disk_outputs as disk_clash_outputs
     from ibtasks.taskgen import anchored, anchored_path, outputs, source_date_epoch, work_dir
 
     config = config_from_args(args, guard)
@@ -361,6 +379,10 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     for note in plan.notes:
         sys.stderr.write(f"ibtasks: note: {printable(note)}\n")
     generated = outputs(plan.config) if plan.config is not None else []
+    written = disk_clash_outputs(config, image, work, "-w" if args.work else "the work folder")
+    if plan.config is not None:
+        written = boot_outputs(plan.config, plan.flags.output_name) + written
+    check_output_clashes(written, inputs(config, Path(args.config)))
     try:
         check_disk_config(config)
     except UserError:

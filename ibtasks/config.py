@@ -8,6 +8,7 @@ and every validation, raising `UserError` that names the file, line and key.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -545,8 +546,15 @@ def _check_inputs_exist(config: Config, inputs: list[Binary] | None = None) -> N
             inputs.append(config.boot.append_extra_cmds)
     for binary in inputs:
         path = config.root_dir / binary.path
-        if not path.is_file():
-            what = "is not a regular file" if path.exists() else "does not exist"
+        try:
+            mode: int | None = os.stat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            mode = None
+        except OSError as exc:  # a directory on the way that the user may not search, a loop
+            raise UserError(f"{binary.key}: cannot reach {binary.path}: {exc.strerror} (looked "
+                            f"in {config.root_dir})", binary.where) from exc
+        if mode is None or not stat.S_ISREG(mode):
+            what = "is not a regular file" if mode is not None else "does not exist"
             raise UserError(f"{binary.key}: {binary.path} {what} (looked in {config.root_dir})",
                             binary.where)
         if not os.access(path, os.R_OK):
