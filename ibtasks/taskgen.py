@@ -31,6 +31,7 @@ from doit.exceptions import TaskFailed
 from ibtasks import devicetree
 from ibtasks.bootcmdcheck import check_boot_command
 from ibtasks.bootscript import render_boot_source, xen_uimage_name
+from ibtasks.hostdtb import check_host_dtb
 from ibtasks.calcscript import render_calc_boot_source
 from ibtasks.chosen import plan_chosen_edits
 from ibtasks.config import Binary, Config
@@ -144,6 +145,10 @@ def check_binary(key: str, role: str, path: str, where: str, out: str,
                               "effective_size": info.effective_size, "arch": info.arch}
     if key == "DEVICE_TREE":
         data = Path(path).read_bytes()
+        try:
+            check_host_dtb(data, key, Path(path).name)
+        except UserError as exc:
+            raise UserError(exc.message, where) from exc
         record["reserved"] = devicetree.read_reserved_regions(data, f"{key} ({path})")
         record["facts"] = read_dt_facts(data, f"{key} ({path})", dt_paths).to_record()
     write_if_changed(out, (json.dumps(record, indent=1) + "\n").encode())
