@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ibtasks.errors import UserError, at_line
+from ibtasks.settings import SETTINGS_BY_NAME
 
 
 @dataclass(frozen=True)
@@ -222,9 +223,13 @@ class _Parser:
         """`DOMU_CMD[0]=console=ttyAMA0 rootwait`: bash ends the value at the blank and runs
         `rootwait` as a command; say to quote the value rather than that commands are not
         supported."""
+        if previous.name not in SETTINGS_BY_NAME:
+            return  # `A=1 make` is bash's way to run a command with A set
         word = self.raw_word()
-        rest = self.text[self.pos + len(word):].lstrip(" \t")
-        if not word or not _PLAIN_WORD.fullmatch(word) or rest.startswith(("=", "+=", "()")):
+        after = self.text[self.pos + len(word):]
+        rest = after.lstrip(" \t")
+        if (not word or not _PLAIN_WORD.fullmatch(word) or rest.startswith(("=", "+=", "()"))
+                or after[:1] in ("<", ">")):
             return
         end = self.text.find("\n", self.pos)
         tail = self.text[self.pos: len(self.text) if end < 0 else end].split(" #")[0].rstrip()

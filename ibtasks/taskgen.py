@@ -31,7 +31,6 @@ from doit.exceptions import TaskFailed
 from ibtasks import devicetree
 from ibtasks.bootcmdcheck import check_boot_command
 from ibtasks.bootscript import render_boot_source, xen_uimage_name
-from ibtasks.hostdtb import check_host_dtb
 from ibtasks.calcscript import render_calc_boot_source
 from ibtasks.chosen import plan_chosen_edits
 from ibtasks.config import Binary, Config
@@ -43,6 +42,7 @@ from ibtasks.fit import build_fit
 from ibtasks.fitplan import FitSettings, check_fit_fits, plan_fit
 from ibtasks.fitsign import sign_fit
 from ibtasks.fsutil import make_temp_beside, write_atomic, write_if_changed
+from ibtasks.hostdtb import check_host_dtb
 from ibtasks.inspect import Role, check_file
 from ibtasks.layout import Layout, Module, plan_layout
 from ibtasks.overlay import apply_overlays
@@ -145,12 +145,12 @@ def check_binary(key: str, role: str, path: str, where: str, out: str,
                               "effective_size": info.effective_size, "arch": info.arch}
     if key == "DEVICE_TREE":
         data = Path(path).read_bytes()
+        record["reserved"] = devicetree.read_reserved_regions(data, f"{key} ({path})")
+        record["facts"] = read_dt_facts(data, f"{key} ({path})", dt_paths).to_record()
         try:
             check_host_dtb(data, key, Path(path).name)
         except UserError as exc:
             raise UserError(exc.message, where) from exc
-        record["reserved"] = devicetree.read_reserved_regions(data, f"{key} ({path})")
-        record["facts"] = read_dt_facts(data, f"{key} ({path})", dt_paths).to_record()
     write_if_changed(out, (json.dumps(record, indent=1) + "\n").encode())
 
 
