@@ -10,9 +10,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from ibtasks.filetype import EM_AARCH64
 from tests.chaintools import script_text
 from tests.conftest import run_ibtasks
-from ibtasks.filetype import EM_AARCH64
 from tests.kernelfiles import elf, with_efi_stub, zimage
 
 BASE = """\

@@ -12,7 +12,8 @@ import pwd
 import shutil
 from pathlib import Path
 
-from tests.unprivileged import run_as_user, test_user, unprivileged_python, user_tmp_dir
+from tests import unprivileged
+from tests.unprivileged import run_as_user, unprivileged_python, user_tmp_dir
 
 CONFIG = """\
 MEMORY_START=0x40000000
@@ -28,7 +29,7 @@ def _user_copy(seed_inputs: Path, target: Path) -> Path:
     shutil.copytree(seed_inputs, target)
     (target / "config").write_text(CONFIG)
     if os.geteuid() == 0:
-        uid = pwd.getpwnam(test_user()).pw_uid
+        uid = pwd.getpwnam(unprivileged.test_user()).pw_uid
         for path in [target, *target.rglob("*")]:
             os.chown(path, uid, uid, follow_symlinks=False)
     return target
