@@ -221,6 +221,8 @@ def _input_dir(text: str) -> Path:
 
     try:
         mode = os.stat(text).st_mode
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise UserError(f"-d {text}: not a directory") from exc
     except OSError as exc:
         raise UserError(f"-d {text}: cannot reach it: {exc.strerror}") from exc
     if not stat.S_ISDIR(mode):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ibtasks.errors import UserError, hex_and_dec
-from ibtasks.settings import FALSE_WORDS, parse_address
+from ibtasks.settings import FALSE_WORDS
 
 PAGE = 0x1000
 CAPS = {"none": 0, "control": 1, "hardware": 2, "xenstore": 4, "dom0": 7}
@@ -147,7 +147,11 @@ class _Keys:
 
 
 def _int(text: str) -> int | None:
-    return parse_address(text)  # decimal or 0x hex, as bash arithmetic (settings)
+    try:
+        value = int(text, 0)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
 
 
 def _pairs(keys: _Keys, name: str) -> tuple[tuple[int, int], ...]:
