@@ -112,6 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """`parser.parse_args`, but an argument the subcommand does not take is reported with that
+    subcommand's help (`ibtasks uboot-script-gen -h`), saying which subcommand takes it."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    command = args.command
+    others = [name for name in ("uboot-script-gen", "disk-image") if name != command
+              and _takes_option(parser, name, extra[0])]
+    where = f"; it is an option of ibtasks {others[0]}" if others else ""
+    raise UserError(f"{command}: unrecognized arguments: {' '.join(extra)}{where} "
+                    f"(see 'ibtasks {command} -h')")
+
+
+def _takes_option(parser: argparse.ArgumentParser, command: str, word: str) -> bool:
+    """Whether subcommand `command` of `parser` has the option `word` (`--table`, `-a`)."""
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        sub = getattr(action, "choices", {}).get(command)
+        if sub is not None:
+            return word.split("=", 1)[0] in sub._option_string_actions
+    return False
+
+
 def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None) -> Config:
     """The validated config of a command line; when it does not validate, `guard` removes the
     outputs it names that ibtasks wrote earlier (never a user's file). Warnings are printed as
@@ -127,10 +150,11 @@ def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None)
     )
     from ibtasks.config_load import read_config_file
 
-    root = Path(args.root)
-    if not root.is_dir():
-        raise UserError(f"-d {args.root}: not a directory")
+    root = _input_dir(args.root)
     output_dir = Path(args.output_dir) if getattr(args, "output_dir", None) else None
+    if args.load_cmd is not None and not args.load_cmd.strip():
+        raise UserError("-t: the value is empty; give a load command (tftp, sd, scsi, usb, "
+                        "virtio or a U-Boot command), or leave -t out to use LOAD_CMD")
     options = Options(
         root_dir=root,
         load_cmd=resolve_load_cmd(args.load_cmd) if args.load_cmd else None,
@@ -177,22 +201,41 @@ def _print_warnings(warnings: Sequence[str]) -> None:
         sys.stderr.write(warning_line(warning))
 
 
-def _check_writable(directory: Path) -> None:
+def _check_writable(directory: Path, flag: str = "") -> None:
+    """`directory` exists (made if needed) and is writable; errors start with `flag` (`-w `,
+    `-o disk.img: `) when a flag named it."""
     if os.path.lexists(directory) and not directory.is_dir():
-        raise UserError(f"{directory}: is not a directory")
+        raise UserError(f"{flag}{directory}: is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create output directory {directory}: {exc.strerror}") from exc
+        raise UserError(f"{flag}cannot create output directory {directory}: {exc.strerror}"
+                        ) from exc
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise UserError(f"output directory {directory} is not writable")
+        raise UserError(f"{flag}output directory {directory} is not writable")
+
+
+def _input_dir(text: str) -> Path:
+    """The -d directory, which must exist and be searchable (every input is looked up in it);
+    raises UserError naming -d, the path and the OS reason."""
+    import stat
+
+    try:
+        mode = os.stat(text).st_mode
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise UserError(f"-d {text}: not a directory") from exc
+    except OSError as exc:
+        raise UserError(f"-d {text}: cannot reach it: {exc.strerror}") from exc
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"-d {text}: not a directory")
+    if not os.access(text, os.X_OK):
+        raise UserError(f"-d {text}: cannot look up files in it: {os.strerror(13)}")
+    return Path(text)
 
 
 def _output_dir(args: argparse.Namespace) -> Path:
     """Where outputs and the state folder go: --output-dir, else -d (see config.Options)."""
-    root = Path(args.root)
-    if not root.is_dir():
-        raise UserError(f"-d {args.root}: not a directory")
+    root = _input_dir(args.root)
     output_dir = getattr(args, "output_dir", None)
     return Path(output_dir) if output_dir else root
 
@@ -223,7 +266,9 @@ def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
     folders = [state, state / "check", out_dir]
     work = getattr(args, "work", None)
     if work and os.path.realpath(work) != os.path.realpath(state):
-        _make_folder(Path(work), "the work folder")
+        if os.path.lexists(work) and not os.path.isdir(work):
+            raise UserError(f"-w {work}: is not a directory")
+        _make_folder(Path(work), "the work folder (-w)")
         locks.append(BuildLock(str(Path(work) / ".ibtasks-lock"), work, timeout))
         folders.append(Path(work))
     exact = []
@@ -232,18 +277,19 @@ def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
         folders.append(Path(image).parent)
         exact.append(Path(f"{image}.partial"))
     try:
-        with hold_locks(locks):
-            guard = OutputGuard(state)
-            guard.heal()
-            remove_stale_temporaries(folders, exact)
-            _heal_state_files(state, stamp)
-            if args.command == "disk-image":
-                return disk_image(args, guard)
-            return uboot_script_gen(args, stamp, guard)
+        held = hold_locks(locks)
     except LockTimeout as exc:
         raise UserError(str(exc)) from exc
-    except OSError as exc:  # the lock file itself
+    except OSError as exc:  # the lock file itself; other OS errors are not about locking
         raise UserError(f"cannot lock {exc.filename or state}: {exc.strerror}") from exc
+    with held:
+        guard = OutputGuard(state)
+        guard.heal()
+        remove_stale_temporaries(folders, exact)
+        _heal_state_files(state, stamp)
+        if args.command == "disk-image":
+            return disk_image(args, guard)
+        return uboot_script_gen(args, stamp, guard)
 
 
 def _heal_state_files(state: Path, stamp: str | None) -> None:
@@ -292,9 +338,12 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     from ibtasks.chain import BY_SCRIPT_GEN, script_flags, write_generated
     from ibtasks.doitrun import run_graph
     from ibtasks.layout import render_memory_map
+    from ibtasks.outputclash import boot_outputs, check_output_clashes, inputs
     from ibtasks.taskgen import anchored, boot_tasks, outputs, source_date_epoch, work_dir
 
     config = config_from_args(args, guard)
+    check_output_clashes(boot_outputs(config, args.output_name),
+                         inputs(config, Path(args.config)))
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
     work = work_dir(config)
@@ -352,15 +401,17 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     from ibtasks.diskconfig import check_disk_config
     from ibtasks.disktasks import DiskOptions, all_tasks, disk_outputs
     from ibtasks.doitrun import run_graph
+    from ibtasks.outputclash import boot_outputs, check_output_clashes, inputs
+    from ibtasks.outputclash import disk_outputs as disk_clash_outputs
     from ibtasks.taskgen import anchored, anchored_path, outputs, source_date_epoch, work_dir
 
     config = config_from_args(args, guard)
     if args.slack < 0:
         raise UserError(f"-s {args.slack}: the slack must be 0 MiB or more")
     work = Path(args.work) if args.work else work_dir(config)
-    _check_writable(work)
+    _check_writable(work, "-w " if args.work else "")
     image = Path(args.image)
-    _check_writable(image.parent if str(image.parent) else Path("."))
+    _check_writable(image.parent if str(image.parent) else Path("."), f"-o {args.image}: ")
     options = DiskOptions(image=image, work=work, slack_mib=args.slack,
                           power_of_two=args.power_of_two)
     # The script: the one uboot-script-gen made (again, with its flags), the user's own as it
@@ -374,6 +425,10 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     for note in plan.notes:
         sys.stderr.write(f"ibtasks: note: {printable(note)}\n")
     generated = outputs(plan.config) if plan.config is not None else []
+    written = disk_clash_outputs(config, image, work, "-w" if args.work else "the work folder")
+    if plan.config is not None:
+        written = boot_outputs(plan.config, plan.flags.output_name) + written
+    check_output_clashes(written, inputs(config, Path(args.config)))
     try:
         check_disk_config(config)
     except UserError:
@@ -402,7 +457,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(build_parser(), argv)
         stamp = None
         if args.command == "uboot-script-gen" and not args.doit_args:
             # The no-op fast path (entry.main) found this command's stamp stale or missing.

@@ -8,6 +8,7 @@ and every validation, raising `UserError` that names the file, line and key.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,13 +16,21 @@ from pathlib import Path
 from ibtasks import diskconfig
 from ibtasks.boardpath import board_path, output_name_problem
 from ibtasks.bootopts import BootOptions, read_boot_options
+from ibtasks.config_warnings import alignment_warnings, beyond_count_warnings, flag_warnings
 from ibtasks.domain_checks import check_dom0, check_domus, choose_xen_cmd
 from ibtasks.domains import AFFINITY_KEY, DomUProps, XenProps, build_domu_props, build_xen_props
 from ibtasks.errors import UserError
 from ibtasks.fitplan import FitSettings, read_fit_settings
 from ibtasks.hush import word_problem
 from ibtasks.scriptcheck import check_raw_values, check_script_inputs
-from ibtasks.settings import SETTINGS_BY_NAME, Setting
+from ibtasks.settings import (
+    FALSE_WORDS,
+    SETTINGS_BY_NAME,
+    Setting,
+    number_hint,
+    parse_address,
+    parse_count,
+)
 
 # The seed's -t shorthands, plus upstream's usb and virtio.
 LOAD_CMD_ALIASES = {
@@ -44,7 +53,6 @@ UNSUPPORTED_UPSTREAM_KEYS = frozenset({
     "LINUX_ROOTFS",
 })
 
-FALSE_WORDS = frozenset({"", "0", "n", "no", "false", "off"})
 
 
 @dataclass(frozen=True)
@@ -301,7 +309,9 @@ def build_config(raw: RawConfig, options: Options) -> Config:
                   else "XEN_LOAD")
     script_warnings = check_script_inputs(config, raw, load_label,
                                           "-o" if options.output_name else None)
-    config = replace(config, warnings=config.warnings + script_warnings)
+    value_warnings = (beyond_count_warnings(raw.values) + flag_warnings(raw.values)
+                      + alignment_warnings(memory_start, reader.where("MEMORY_START")))
+    config = replace(config, warnings=config.warnings + value_warnings + script_warnings)
     if config.fit and (boot.calc or boot.boot_cmd == "bootm"):
         what = "-s" if boot.calc else "BOOT_CMD=bootm"
         raise UserError(f"{what} cannot be combined with a FIT (-f or FIT): the FIT holds Xen "
@@ -539,8 +549,15 @@ def _check_inputs_exist(config: Config, inputs: list[Binary] | None = None) -> N
             inputs.append(config.boot.append_extra_cmds)
     for binary in inputs:
         path = config.root_dir / binary.path
-        if not path.is_file():
-            what = "is not a regular file" if path.exists() else "does not exist"
+        try:
+            mode: int | None = os.stat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            mode = None
+        except OSError as exc:  # a directory on the way that the user may not search, a loop
+            raise UserError(f"{binary.key}: cannot reach {binary.path}: {exc.strerror} (looked "
+                            f"in {config.root_dir})", binary.where) from exc
+        if mode is None or not stat.S_ISREG(mode):
+            what = "is not a regular file" if mode is not None else "does not exist"
             raise UserError(f"{binary.key}: {binary.path} {what} (looked in {config.root_dir})",
                             binary.where)
         if not os.access(path, os.R_OK):
@@ -583,24 +600,22 @@ class _Reader:
 
     def address(self, name: str) -> int:
         text = self.required(name)
-        try:
-            value = int(text, 0)
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise UserError(f"{name}: expected an address like 0x40000000, got '{text}'",
-                            self.where(name))
+        value = parse_address(text)
+        if value is None:
+            raise UserError(f"{name}: expected an address like 0x40000000, got '{text}'"
+                            f"{number_hint(text)}", self.where(name))
         if value >> 64:
             raise UserError(f"{name}: {value:#x} does not fit in 64 bits", self.where(name))
         return value
 
     def count(self, name: str, index: int | None = None, unit: str = "") -> int:
         text = self.text(name, index) or "0"
-        if not text.isdigit():
+        value = parse_count(text)
+        if value is None:
             what = f"a whole number of {unit}" if unit else "a whole number"
-            raise UserError(f"{self.label(name, index)}: expected {what}, got '{text}'",
-                            self.where(name, index))
-        return int(text)
+            raise UserError(f"{self.label(name, index)}: expected {what}, got '{text}'"
+                            f"{number_hint(text)}", self.where(name, index))
+        return value
 
     def flag(self, name: str, index: int | None = None) -> bool:
         value = self.raw.values.get((name, index))

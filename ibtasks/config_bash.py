@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ibtasks.errors import UserError, at_line
+from ibtasks.settings import SETTINGS_BY_NAME
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Assignment:
     value: str
     line: int
     replaces_array: bool = False
+    empty_expansions: tuple[str, ...] = ()  # `$NAME`/`${NAME}` in it that were unset or empty
 
 
 _RUN = "config files are read, not executed; "
@@ -87,6 +89,10 @@ def iter_bash_config(text: str, path: str, environ: Mapping[str, str]) -> Iterat
     return _Parser(text, path, environ).assignments()
 
 
+# A word that reads as more of a value (kernel arguments, paths), not as shell syntax.
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_./,:=+@%-]+")
+
+
 class _Parser:
     """A cursor over the config text plus the variables assigned so far."""
 
@@ -100,6 +106,7 @@ class _Parser:
         self.out: list[Assignment] = []
         self.expanded = 0  # characters produced by expansions so far
         self.nesting = 0  # ${ levels open at the cursor
+        self.empty_names: list[str] = []  # plain expansions of the current value that gave ""
 
     # -- places and errors ---------------------------------------------------------------
 
@@ -171,9 +178,13 @@ class _Parser:
             self.pos += len(word)
             self.declaration(word, start)
             return
+        previous: Assignment | None = None
         while True:
             if not self.assignment():
+                if previous is not None:
+                    self.reject_unquoted_value(previous)
                 self.reject_command()
+            previous = self.out[-1] if self.out else None
             self.skip_blanks()
             if self.at_statement_end():
                 return
@@ -207,6 +218,26 @@ class _Parser:
                     "NAME` and `export NAME=value` are"
                 )
             self.skip_blanks()
+
+    def reject_unquoted_value(self, previous: Assignment) -> None:
+        """`DOMU_CMD[0]=console=ttyAMA0 rootwait`: bash ends the value at the blank and runs
+        `rootwait` as a command; say to quote the value rather than that commands are not
+        supported."""
+        if previous.name not in SETTINGS_BY_NAME:
+            return  # `A=1 make` is bash's way to run a command with A set
+        word = self.raw_word()
+        after = self.text[self.pos + len(word):]
+        rest = after.lstrip(" \t")
+        if (not word or not _PLAIN_WORD.fullmatch(word) or rest.startswith(("=", "+=", "()"))
+                or after[:1] in ("<", ">")):
+            return
+        end = self.text.find("\n", self.pos)
+        tail = self.text[self.pos: len(self.text) if end < 0 else end].split(" #")[0].rstrip()
+        label = previous.name if previous.index is None else f"{previous.name}[{previous.index}]"
+        raise self.error(
+            f"{label}: the value ends at the blank before `{word}`, which bash would run as a "
+            f"command; quote the whole value: {label}=\"{previous.value} {tail}\""
+        )
 
     def reject_command(self) -> None:
         """Raise the most helpful error for a statement that is not an assignment."""
@@ -268,12 +299,14 @@ class _Parser:
                 raise self.error(f"{name}[{raw_index}]=(...) is not valid bash: write {name}=(...)")
             self.array_literal(name, plus, start)
         else:
+            self.empty_names = []
             value = "".join(t for t, _ in self.word(array=False, assign=True))
             key = index or "0"
             if plus:
                 value = (self.get(name, key) or "") + value
             self.set(name, key, value)
-            self.out.append(Assignment(name, index, value, self.line_of(start)))
+            self.out.append(Assignment(name, index, value, self.line_of(start),
+                                       empty_expansions=tuple(dict.fromkeys(self.empty_names))))
         self.expect_word_end()
         return True
 
@@ -509,7 +542,10 @@ class _Parser:
         m = _NAME_RE.match(self.text, self.pos + 1)
         if m:
             self.pos = m.end()
-            return [(self.get(m.group(), "0") or "", not quoted)]
+            value = self.get(m.group(), "0")
+            if not value:
+                self.empty_names.append(m.group())
+            return [(value or "", not quoted)]
         if after and after in "0123456789@*#?$!-":
             raise self.special(after)
         self.pos += 1
@@ -556,6 +592,8 @@ class _Parser:
         op = "-" if self.peek() == "-" else ":-" if self.peek(2) == ":-" else ""
         if self.peek() == "}":
             self.pos += 1
+            if not value:
+                self.empty_names.append(name if key == "0" else f"{name}[{key}]")
             return [(value or "", not quoted)]
         if not op:
             raise self.operator(opened)

@@ -27,6 +27,8 @@ from ibtasks.config_bash import Assignment, iter_bash_config
 from ibtasks.errors import UserError, at_line
 from ibtasks.settings import suggest_key
 
+BOM = "\ufeff"
+
 # Real configs are a few KiB; anything near this is a mistake (a log, an image, /dev/zero).
 MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -92,7 +94,17 @@ def read_config_file(path: Path, environ: Mapping[str, str] | None = None,
         # Bash reads bytes: a Latin-1 comment is fine. Undecodable bytes are kept as
         # surrogates and refused only where a value is used (see raw_from_bash).
         text = data.decode("utf-8", errors="surrogateescape")
-        raw = raw_from_bash(text, str(path), recorder, warn)
+        bom = text.startswith(BOM)
+        raw = raw_from_bash(text.removeprefix(BOM), str(path), recorder, warn)
+        if bom:
+            # bash would take the BOM as part of the first line's name and fail on it; an
+            # editor's BOM is no reason to refuse a config, but the user should know.
+            message = (f"{at_line(str(path), 1)}: the file starts with a UTF-8 byte order mark "
+                       "(BOM), which bash would take as part of the first name; ignored here, "
+                       "but save the file without it")
+            if warn is not None:
+                warn(message)
+            raw = replace(raw, warnings=(message, *raw.warnings))
     if ("LOAD_CMD", None) not in raw.values and recorder.get("LOAD_CMD"):
         values = dict(raw.values)
         values[("LOAD_CMD", None)] = RawValue(recorder["LOAD_CMD"], "environment LOAD_CMD")
@@ -155,6 +167,8 @@ def raw_from_bash(text: str, path: str, environ: Mapping[str, str],
             continue
         _check_utf8(assignment, where)
         values[raw_key] = RawValue(assignment.value, where)
+        if assignment.empty_expansions:
+            add_warning(_empty_expansion_warning(assignment, where))
     return RawConfig(path, values, tuple(warnings))
 
 
@@ -182,6 +196,16 @@ def _unknown_name_warning(assignment: Assignment, where: str, used: set[str],
         message += (f"; to copy {value} into the boot partition write NUM_BOOT_AUX_FILE=1 and "
                     f"BOOT_AUX_FILE[0]={value}")
     return message
+
+
+def _empty_expansion_warning(assignment: Assignment, where: str) -> str:
+    """`XEN=$XENDIR/xen` with XENDIR unset gives `/xen`: say so before the error it causes."""
+    label = (assignment.name if assignment.index is None
+             else f"{assignment.name}[{assignment.index}]")
+    names = ", ".join(f"${name}" for name in assignment.empty_expansions)
+    verb = "was" if len(assignment.empty_expansions) == 1 else "were"
+    return (f"{where}: {label}: {names} {verb} unset or empty (neither set earlier in the file "
+            f"nor in the environment), so the value is '{assignment.value}'")
 
 
 def _looks_like_a_file(value: str) -> bool:

@@ -167,7 +167,12 @@ def read_yaml_config(data: bytes | str, path: str,
         if setting is not None and setting.per_domu and not name.startswith("DOMU_"):
             lists[name] = (_read_list(name, value_node, path, values), where)
             continue
-        if setting is None or setting.per_domu:
+        if setting is not None and setting.per_domu:
+            short = name.removeprefix("DOMU_")
+            warnings.append(f"{where}: {name}: a per-domU key belongs in a domU of the DOMUS "
+                            f"list (DOMUS: [{{{short}: ...}}]), ignored here")
+            continue
+        if setting is None:
             warnings.append(_unknown(name, where, per_domu=False))
             continue
         values[(name, None)] = RawValue(_scalar(value_node, name, path), where)

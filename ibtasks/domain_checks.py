@@ -19,6 +19,7 @@ from ibtasks.domains import (
     check_overlaps,
 )
 from ibtasks.errors import UserError
+from ibtasks.settings import parse_count
 
 
 def check_domus(props: list[tuple[int, bool, DomUProps]], has_dom0: bool, source: str,
@@ -125,10 +126,10 @@ def choose_xen_cmd(values: Values, text: str, has_dom0: bool, xen: XenProps,
         if found is None:
             continue
         value = found
-        if not value.text.strip().isdigit():
+        if parse_count(value.text) is None:
             what = f"a whole number of {unit}" if unit else "a whole number"
             raise UserError(f"{name}: expected {what}, got '{value.text.strip()}'", value.where)
-        if int(value.text) == 0:
+        if parse_count(value.text) == 0:
             raise UserError(f"{name}: must be at least 1{' ' + unit if unit else ''}",
                             value.where)
     return default_xen_cmd(text, numbers["DOM0_MEM"], numbers["DOM0_VCPUS"], has_dom0, xen,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ibtasks.errors import UserError, hex_and_dec
+from ibtasks.settings import FALSE_WORDS
 
 PAGE = 0x1000
-FALSE_WORDS = frozenset({"", "0", "n", "no", "false", "off"})
 CAPS = {"none": 0, "control": 1, "hardware": 2, "xenstore": 4, "dom0": 7}
 SCHEDULERS = ("null", "credit", "credit2", "rtds", "arinc653")
 MAX_NR_SPIS = 1020 - 32  # the GIC's SPI range (Xen: vgic nr_spis limit)

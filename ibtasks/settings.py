@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -33,6 +34,50 @@ class Setting:
     help: str
     origin: str  # "seed" (ImageBuilder 2021), "upstream <year>", or "ibtasks"
     required: bool = False
+
+
+# How the original reads numbers: addresses go through bash arithmetic (`$((MEMORY_START +
+# offset))`), which takes decimal, 0x hex and, with a leading 0, octal; counts go through
+# `[ $i -lt $NUM_DOMUS ]` and `$((DOMU_MEM * 1024))`. We take ASCII decimal and 0x hex only:
+# never Python's extras (`0x4000_0000`, `0o17`, `0b1`, Unicode digits), and never a leading-0
+# number, which bash would read as octal where the user most likely meant decimal.
+_ADDRESS = re.compile(r"0[xX][0-9a-fA-F]+|0|[1-9][0-9]*")
+_COUNT = re.compile(r"0|[1-9][0-9]*")
+_OCTAL_LOOKING = re.compile(r"0[0-9]+")
+OCTAL_HINT = "a leading 0 makes bash read it as octal"
+
+FALSE_WORDS = frozenset({"", "0", "n", "no", "false", "off"})
+TRUE_WORDS = frozenset({"1", "y", "yes", "true", "on"})
+
+
+def parse_address(text: str) -> int | None:
+    """An ADDRESS value (bytes) as bash arithmetic reads it, or None when it is not a plain
+    decimal or 0x hex literal. Blanks around the number are allowed (bash allows them)."""
+    text = text.strip()
+    return int(text, 0) if _ADDRESS.fullmatch(text) else None
+
+
+def parse_count(text: str) -> int | None:
+    """A COUNT value: ASCII decimal digits without a leading 0 (blanks around allowed), or
+    None."""
+    text = text.strip()
+    return int(text) if _COUNT.fullmatch(text) else None
+
+
+def number_hint(text: str) -> str:
+    """Why `text` is not read as a number, when there is more to say than "expected ...":
+    `; a leading 0 makes bash read it as octal`, or ''."""
+    return f"; {OCTAL_HINT}" if _OCTAL_LOOKING.fullmatch(text.strip()) else ""
+
+
+def flag_word(text: str) -> bool | None:
+    """A FLAG value: True for 1/y/yes/true/on, False for 0/n/no/false/off/empty (any case),
+    None for anything else, which the original counts as set (it tests for a non-empty
+    string)."""
+    lowered = text.strip().lower()
+    if lowered in FALSE_WORDS:
+        return False
+    return True if lowered in TRUE_WORDS else None
 
 
 DEFAULT_XEN_CMD = (

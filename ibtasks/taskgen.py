@@ -29,6 +29,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from ibtasks import devicetree
+from ibtasks.bootcmdcheck import check_boot_command
 from ibtasks.bootscript import render_boot_source, xen_uimage_name
 from ibtasks.calcscript import render_calc_boot_source
 from ibtasks.cellwidth import check_u32
@@ -42,6 +43,7 @@ from ibtasks.fit import build_fit
 from ibtasks.fitplan import FitSettings, check_fit_fits, plan_fit
 from ibtasks.fitsign import sign_fit
 from ibtasks.fsutil import make_temp_beside, write_atomic, write_if_changed
+from ibtasks.hostdtb import check_host_dtb
 from ibtasks.inspect import Role, check_file
 from ibtasks.layout import Layout, Module, plan_layout
 from ibtasks.membanks import check_layout_in_banks
@@ -132,11 +134,16 @@ def run_step(func: Callable[..., None], *args: Any) -> TaskFailed | None:
 # ---- actions: module-level functions with explicit arguments ----------------------------------
 
 def check_binary(key: str, role: str, path: str, where: str, out: str,
-                 dt_paths: tuple[str, ...] = ()) -> None:
+                 dt_paths: tuple[str, ...] = (), boot_cmd: str | None = None) -> None:
     """Check one input's type and record its sizes (and a DTB's reserved memory and the facts
-    the domain edits need, `dtfacts`) as JSON."""
+    the domain edits need, `dtfacts`) as JSON; for the host kernel, that `boot_cmd` (BOOT_CMD)
+    can start it (bootcmdcheck)."""
     try:
         info = check_file(Path(path), Role(role), key)
+        if boot_cmd is not None:
+            with open(path, "rb") as f:
+                first = f.read(2)
+            check_boot_command(boot_cmd, key, Path(path).name, info.kind, first)
     except UserError as exc:
         raise UserError(exc.message, where) from exc
     record: dict[str, Any] = {"key": key, "kind": info.kind, "size": info.size,
@@ -145,6 +152,10 @@ def check_binary(key: str, role: str, path: str, where: str, out: str,
         data = Path(path).read_bytes()
         record["reserved"] = devicetree.read_reserved_regions(data, f"{key} ({path})")
         record["facts"] = read_dt_facts(data, f"{key} ({path})", dt_paths).to_record()
+        try:
+            check_host_dtb(data, key, Path(path).name)
+        except UserError as exc:
+            raise UserError(exc.message, where) from exc
     write_if_changed(out, (json.dumps(record, indent=1) + "\n").encode())
 
 
@@ -375,16 +386,19 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
         checks[binary.key] = target
         role = _role(config, binary)
         dt_paths = _dt_paths(config) if binary is config.device_tree else ()
+        boot_cmd = config.boot.boot_cmd if binary is config.xen else None
         yield {
             "basename": "ib_check",
             "name": binary.key,
             "doc": f"check {binary.key} is {role.value} and record its size",
             "actions": [(run_step, [check_binary, binary.key, role.value,
-                                    str(root / binary.path), binary.where, target, dt_paths])],
+                                    str(root / binary.path), binary.where, target, dt_paths,
+                                    boot_cmd])],
             "file_dep": [str(root / binary.path)],
             "targets": [target],
             "uptodate": task_uptodate({"role": role.value, "dt_paths": list(dt_paths),
-                                       "record": CHECK_RECORD_VERSION}),
+                                       "record": CHECK_RECORD_VERSION,
+                                       **({"boot_cmd": boot_cmd} if boot_cmd else {})}),
             "clean": True,
         }
 

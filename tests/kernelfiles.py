@@ -28,6 +28,15 @@ def zimage(size: int, tag: str = "zimage.") -> bytes:
     return head + (tag.encode() * (size // len(tag) + 1))[: size - len(head)]
 
 
+def with_efi_stub(path: Path) -> Path:
+    """Give the kernel at `path` the PE/COFF DOS header ("MZ" at 0) that an EFI stub starts
+    with, as `bootefi` needs; the size and the Image magic at 0x38 stay."""
+    data = bytearray(path.read_bytes())
+    data[:2] = b"MZ"
+    path.write_bytes(bytes(data))
+    return path
+
+
 def elf(machine: int, bits: int = 64, big_endian: bool = False, size: int = 4096) -> bytes:
     """An ELF executable header (e_type ET_EXEC) for `machine`, padded with zeros to `size`."""
     order = ">" if big_endian else "<"

@@ -82,7 +82,8 @@ def test_missing_load_command_flag_without_load_cmd_key_is_rejected(seed_inputs:
 
 def test_unknown_flag_is_rejected(seed_inputs: Path) -> None:
     assert fail(seed_inputs, GOOD, "-x") == (
-        "ibtasks: error: unrecognized arguments: -x (see 'ibtasks -h')\n")
+        "ibtasks: error: uboot-script-gen: unrecognized arguments: -x "
+        "(see 'ibtasks uboot-script-gen -h')\n")
 
 
 def test_missing_config_file_is_rejected(seed_inputs: Path) -> None:

@@ -163,5 +163,5 @@ def test_output_under_a_regular_file_is_one_line_in_both_subcommands(tmp_path: P
     assert line == "ibtasks: error: notes.txt/boot.dtb: notes.txt is not a directory"
     line = one_error_line(run(inputs, "disk-image", "-c", "config", "-d", ".", "-t", "sd",
                               "-o", "notes.txt/disk.img"))
-    assert line == "ibtasks: error: notes.txt: is not a directory"
+    assert line == "ibtasks: error: -o notes.txt/disk.img: notes.txt: is not a directory"
     assert (inputs / "notes.txt").read_text() == "mine\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_ibtasks
+from tests.kernelfiles import with_efi_stub, zimage
 
 BASE = """\
 MEMORY_START=0x40000000
@@ -74,10 +75,13 @@ def test_default_boot_command_is_booti(seed_inputs: Path) -> None:
 
 
 def test_bootz_keeps_the_dash_for_no_ramdisk(seed_inputs: Path) -> None:
+    # bootz starts only an ARM zImage (bootcmdcheck): one of the seed Xen's size.
+    (seed_inputs / "xen").write_bytes(zimage((seed_inputs / "xen").stat().st_size))
     assert script(seed_inputs, BASE + "BOOT_CMD=bootz\n")[-1] == "bootz 0x40400000 - 0x40E00000"
 
 
 def test_bootefi_has_no_dash_and_loads_xen_last_at_its_address(seed_inputs: Path) -> None:
+    with_efi_stub(seed_inputs / "xen")
     lines = script(seed_inputs, BASE + "BOOT_CMD=bootefi\n")
     assert lines[:3] == ["tftpb 0x40800000 Image-dom0", "tftpb 0x40E00000 mpsoc.dtb",
                          "tftpb 0x40400000 xen"]

@@ -19,6 +19,11 @@ from tests.conftest import GOLDENS, run_ibtasks
 from tests.fdtscript import apply_with_fdtput, chosen_meaning, dts_of
 
 CASES = sorted(p.name for p in (GOLDENS / "cases").iterdir())
+# What we print where the original was silent (config_warnings): a key beyond its count.
+WARNINGS = {
+    "bash-syntax-custom-load": "ibtasks: warning: config:23: DOMU_KERNEL[1] is set but "
+                               "NUM_DOMUS=1 counts domUs 0..0: it is ignored\n",
+}
 
 
 def build_case(case: str, inputs: Path) -> tuple[Path, list[str], subprocess.CompletedProcess[str]]:
@@ -43,7 +48,7 @@ def test_stdout_and_exit_code_match_the_original(case: str, seed_inputs: Path) -
     expected, _, result = build_case(case, seed_inputs)
     assert result.returncode == int((expected / "exit-code").read_text())
     assert result.stdout == (expected / "stdout").read_text()
-    assert result.stderr == ""
+    assert result.stderr == WARNINGS.get(case, "")
 
 
 @pytest.mark.parametrize("case", CASES)

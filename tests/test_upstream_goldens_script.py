@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import REPO, run_ibtasks
 from tests.fdtscript import apply_with_fdtput, chosen_meaning
+from tests.kernelfiles import with_efi_stub
 
 GOLDENS = REPO / "tests" / "goldens" / "upstream"
 # This file's cases are the script-* folders.
@@ -31,6 +32,8 @@ LOAD = re.compile(r"^(?P<cmd>.+?) 0x(?P<addr>[0-9A-Fa-f]+) (?P<path>\S+)$")
 
 def build(case: str, inputs: Path) -> subprocess.CompletedProcess[str]:
     shutil.copy(GOLDENS / case / "config", inputs / "config")
+    if case.endswith("-bootefi"):
+        with_efi_stub(inputs / "xen")  # bootefi starts only a PE/COFF image (bootcmdcheck)
     args = shlex.split((GOLDENS / case / "args").read_text())
     return run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", *args, cwd=inputs,
                        env={"SOURCE_DATE_EPOCH": "1700000000"})
