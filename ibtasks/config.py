@@ -139,7 +139,7 @@ class Config:
     boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
     fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
     xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
-    boot: BootOptions = field(default_factory=BootOptions)  # issue 6 part Q: bootopts.py
+    boot: BootOptions = field(default_factory=BootOptions)  # boot command, loads: bootopts.py
 
     @property
     def device_tree(self) -> Binary:

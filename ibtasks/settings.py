@@ -140,7 +140,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STRICT", False, Kind.FLAG, None,
             "Every warning (unknown or unused key, ...) is an error; also `--strict`.",
             "ibtasks"),
-    # --- disk_image extras (issue 6, part S) ---
+    # --- disk_image extras (upstream 2021-2022) ---
     Setting("PARTITION_TABLE", False, Kind.TEXT, "gpt",
             "disk-image: `gpt`, or `dos` (MBR: up to 4 primary partitions, the boot partition "
             "bootable); also `--table`.", "ibtasks"),
@@ -154,7 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
             "0 to NUM_BOOT_AUX_FILE-1 (not per domU).", "upstream 2021"),
     Setting("DOMU_DRIVER_DOMAIN", True, Kind.FLAG, None,
             "disk-image: `driver_domain=1` in the domU's xl config.", "upstream 2022"),
-    # --- FIT images (issue 6, part R) ---
+    # --- FIT images (upstream 2021) ---
     Setting("FIT", False, Kind.OUTPUT, None,
             "Build this FIT image holding every binary, the edited DTB and the script "
             "(`boot_scr`) instead of boot.scr; `-f` names it after UBOOT_SOURCE (`boot.fit`).",
@@ -165,7 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FIT_ENC_UB_DTB", False, Kind.PATH, None,
             "U-Boot's control DTB that gets the public key (KEY_DIR/HINT.crt), marked required; "
             "changed in place; also `-u`.", "upstream 2021"),
-    # --- issue 6, part P: domain and Xen properties in the device tree (ibtasks/domains.py) ---
+    # --- domain and Xen properties in the device tree (ibtasks/domains.py) ---
     Setting("DOM0_MEM", False, Kind.COUNT, None,
             "Dom0's memory in MiB for the default XEN_CMD (`dom0_mem=<N>M`); unset keeps the "
             "seed's `dom0_mem=1G` (upstream's code uses 1500). An error with XEN_CMD.",
@@ -228,7 +228,7 @@ SETTINGS: tuple[Setting, ...] = (
             "`passthrough` (`enabled` or `disabled`).", "upstream 2025"),
     Setting("DOMU_TRAP_UNMAP", True, Kind.COUNT, None, "`trap-unmapped-accesses` (0 or 1).",
             "upstream 2025"),
-    # ---- issue 6 part Q: boot command, per-image loads, extra modules, bare-metal Linux ----
+    # ---- boot command, per-image loads, extra modules, bare-metal Linux ----
     Setting("BOOT_CMD", False, Kind.TEXT, "booti",
             "The script's last command: `booti`, `bootm` (Xen wrapped as a uImage `<XEN>.ub`), "
             "`bootz`, `bootefi` (no `-`), or `none` (sets `host_kernel_addr`/`host_fdt_addr`).",

@@ -1,4 +1,4 @@
-"""Boot real Xen + Linux under QEMU with the script features of issue 6 part Q.
+"""Boot real Xen + Linux under QEMU with upstream script features: BOOT_CMD, overlays, -s.
 
 BOOT_CMD=bootefi and bootm, a DT overlay, and `-s` (addresses computed by U-Boot). Debian's
 U-Boot 2023.01 for qemu_arm64 is built without CONFIG_OF_LIBFDT_OVERLAY, so it has no

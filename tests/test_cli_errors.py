@@ -1,5 +1,5 @@
-"""Every bad input of issue 3 section 9, through the real CLI: one exact stderr line, a non-zero
-exit, no traceback, and no boot.source, boot.scr or boot.dtb left behind.
+"""Every bad command line and config value, through the real CLI: one exact stderr line, a
+non-zero exit, no traceback, and no boot.source, boot.scr or boot.dtb left behind.
 
 Inputs are the seed goldens' synthetic files (tests/conftest.py); each expected line was read
 off a run of `python -m ibtasks` and checked against the rule it reports.

@@ -1,5 +1,5 @@
-"""What the new inputs of issue 6 part Q must be, and what file(1) (upstream's check) says of
-the same bytes: an XSM policy is "SE Linux policy", a bitstream "Xilinx BIT data" or plain
+"""What the upstream script features' new inputs must be, and what file(1) (upstream's check)
+says of the same bytes: an XSM policy is "SE Linux policy", a bitstream "Xilinx BIT data" or plain
 data, APPEND_EXTRA_CMDS "ASCII text"; none of them may be compressed.
 """
 

@@ -1,4 +1,4 @@
-"""The script features of issue 6 part Q through the real CLI: BOOT_CMD, APPEND_EXTRA_CMDS,
+"""The upstream script features through the real CLI: BOOT_CMD, APPEND_EXTRA_CMDS,
 DBG_FDT_PRINT_CHOSEN, XEN_LOAD/DOM0_LOAD/DOMU_LOAD, -p, XEN_POLICY, BITSTREAM, DT overlays and
 bare-metal LINUX. Script lines are compared exactly; the edited DTB is read back with fdtget.
 

@@ -129,7 +129,7 @@ def test_chosen_after_the_scripts_fdt_commands_means_the_same(case: str, seed_in
         where = {addr: path for addr, (_, path) in loads(script).items()}
         meaning = chosen_meaning(dtb)
         for props in meaning.values():
-            # Upstream 2022's default `xen,enhanced` and empty `vpl011` belong to issue 6 part P
+            # Upstream 2022's default `xen,enhanced` and empty `vpl011` are domain properties
             # (DOMU_ENHANCED, DOMU_VPL011); this part does not change them.
             props.pop("xen,enhanced", None)
             props.pop("vpl011", None)
