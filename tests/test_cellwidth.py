@@ -68,7 +68,7 @@ def test_value_of_33_bits_does_not_fit_a_32_bit_field() -> None:
 
 @pytest.mark.parametrize(("start", "end", "key", "line", "value"), [
     ("0x40000000", "0x10000000000000000", "MEMORY_END", 2, "0x10000000000000000"),
-    ("0x1_0000_0000_0000_0000", "0x2_0000_0000_0000_0000", "MEMORY_START", 1,
+    ("0x10000000000000000", "0x20000000000000000", "MEMORY_START", 1,
      "0x10000000000000000"),
 ])
 def test_memory_start_or_end_past_64_bits_is_rejected(seed_inputs: Path, start: str, end: str,
