@@ -103,6 +103,6 @@ def alignment_warnings(memory_start: int, where: str | None) -> tuple[str, ...]:
         return ()
     aligned = -(-memory_start // ALIGNMENT) * ALIGNMENT
     prefix = f"{where}: " if where else ""
-    return (f"{prefix}MEMORY_START: {memory_start:#x} is not 2 MiB aligned, so no load address "
-            "is (Xen and arm64 kernels need 2 MiB-aligned placement; booti moves only the "
-            f"kernel it starts); use {aligned:#x}",)
+    return (f"{prefix}MEMORY_START: {memory_start:#x} is not 2 MiB aligned, and every load "
+            "address follows it (Xen and arm64 kernels need 2 MiB-aligned placement; booti moves "
+            f"only the kernel it starts); use {aligned:#x}",)

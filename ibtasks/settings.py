@@ -42,7 +42,6 @@ class Setting:
 # never Python's extras (`0x4000_0000`, `0o17`, `0b1`, Unicode digits), and never a leading-0
 # number, which bash would read as octal where the user most likely meant decimal.
 _ADDRESS = re.compile(r"0[xX][0-9a-fA-F]+|0|[1-9][0-9]*")
-_COUNT = re.compile(r"0|[1-9][0-9]*")
 _OCTAL_LOOKING = re.compile(r"0[0-9]+")
 OCTAL_HINT = "a leading 0 makes bash read it as octal"
 
@@ -58,10 +57,10 @@ def parse_address(text: str) -> int | None:
 
 
 def parse_count(text: str) -> int | None:
-    """A COUNT value: ASCII decimal digits without a leading 0 (blanks around allowed), or
-    None."""
-    text = text.strip()
-    return int(text) if _COUNT.fullmatch(text) else None
+    """A COUNT value (MiB, vCPUs, a number of domUs) as bash arithmetic reads it, the way the
+    original multiplies `$((DOMU_MEM*1024))`: decimal without a leading 0, or 0x hex (blanks
+    around allowed); None otherwise."""
+    return parse_address(text)
 
 
 def number_hint(text: str) -> str:

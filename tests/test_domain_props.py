@@ -372,3 +372,11 @@ def test_yaml_cpupools_are_a_list(seed_inputs: Path) -> None:
                           Options(root_dir=seed_inputs, load_cmd="tftpb"))
     assert [(p.cpus, p.sched) for p in config.xen_props.cpupools] == [
         (("cpu@1",), "null"), (("cpu@2", "cpu@3"), None)]
+
+
+def test_counts_in_hex_are_read_as_bash_arithmetic_reads_them(seed_inputs: Path) -> None:
+    # The original computes `$((DOMU_MEM[i]*1024))`, so 0x100 MiB is 256 MiB.
+    built = build(seed_inputs, "NUM_DOMUS=0x1\nDOMU_KERNEL[0]=zynqmp-dom1/Image-domU\n"
+                               "DOMU_MEM[0]=0x100\nDOMU_VCPUS[0]=0x2\n")
+    assert built.get("/chosen/domU0", "memory") == "0 0x40000"
+    assert built.get("/chosen/domU0", "cpus") == "0x2"

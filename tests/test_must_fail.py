@@ -5,7 +5,7 @@ leading comment lines say how it is run and what it must print:
 
     # What the user got wrong, in one sentence.
     # run: ibtasks uboot-script-gen -c config -d . -t tftp
-    # stderr: ibtasks: error: config:9: DOMU_MEM[0]: expected a whole number of MiB, got '0x200'
+    # stderr: ibtasks: error: config:9: DOMU_MEM[0]: expected a whole number of MiB, got '512M'
     # as: ibtest                (optional: run as the unprivileged test user, see unprivileged.py)
     # mkdir: out                (optional, repeatable: a directory to make before the run)
     # chmod: 000 mpsoc.dtb      (optional, repeatable: a mode to set before the run)

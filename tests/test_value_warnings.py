@@ -134,7 +134,7 @@ def test_addresses_in_decimal_or_hex_with_blanks_around_are_read() -> None:
     assert [parse_address(t) for t in ("0x40000000", " 0X4000000a ", "1073741824", "0")] == [
         0x40000000, 0x4000000A, 1073741824, 0]
     assert [parse_count(t) for t in ("512", " 2 ", "0", "0x10", "\u0663", "08", "1_0")] == [
-        512, 2, 0, None, None, None, None]
+        512, 2, 0, 16, None, None, None]  # 0x hex as bash arithmetic reads it
     assert number_hint("0700") == "; a leading 0 makes bash read it as octal"
 
 
@@ -160,9 +160,9 @@ def test_memory_start_not_2_mib_aligned_is_a_warning_naming_the_aligned_value(
         seed_inputs: Path, start: str, aligned: str) -> None:
     result = build(seed_inputs, f"MEMORY_START={start}\n")
     assert warnings_of(result) == [
-        f"ibtasks: warning: config:6: MEMORY_START: {int(start, 0):#x} is not 2 MiB aligned, so "
-        "no load address is (Xen and arm64 kernels need 2 MiB-aligned placement; booti moves "
-        f"only the kernel it starts); use {aligned}"]
+        f"ibtasks: warning: config:6: MEMORY_START: {int(start, 0):#x} is not 2 MiB aligned, and "
+        "every load address follows it (Xen and arm64 kernels need 2 MiB-aligned placement; "
+        f"booti moves only the kernel it starts); use {aligned}"]
 
 
 def test_aligned_memory_start_gives_no_warning(seed_inputs: Path) -> None:
