@@ -14,7 +14,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from ibtasks.errors import UserError
 
@@ -48,24 +51,36 @@ def make_temp_dir_beside(target: str | os.PathLike[str]) -> Path:
     return Path(tempfile.mkdtemp(dir=where, prefix=temp_prefix(target)))
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
+@contextmanager
+def replacing(path: str | os.PathLike[str], suffix: str = "") -> Iterator[tuple[BinaryIO, Path]]:
+    """Write a new version of `path` atomically: yields an open file of a new temporary beside it
+    (see `make_temp_beside`) and the temporary's path; when the block ends normally the file is
+    closed, made 0644 and renamed over `path`; when it raises, the temporary is removed.
+
+    Raises UserError naming `path` when the temporary cannot be made, written or renamed.
+    """
     target = Path(path)
     try:
-        fd, tmp = make_temp_beside(target)
+        fd, tmp = make_temp_beside(target, suffix)
     except OSError as exc:
         raise UserError(f"cannot write {target}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            yield out, tmp
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {target}: {exc.strerror}") from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename (`replacing`)."""
+    with replacing(path) as (out, _):
+        out.write(data)
 
 
 def write_if_changed(path: str | os.PathLike[str], data: bytes) -> bool:

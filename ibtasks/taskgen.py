@@ -42,7 +42,7 @@ from ibtasks.filetype import choose_arch
 from ibtasks.fit import build_fit
 from ibtasks.fitplan import FitSettings, check_fit_fits, plan_fit
 from ibtasks.fitsign import sign_fit
-from ibtasks.fsutil import make_temp_beside, write_atomic, write_if_changed
+from ibtasks.fsutil import replacing, write_atomic, write_if_changed
 from ibtasks.hostdtb import check_host_dtb
 from ibtasks.inspect import Role, check_file
 from ibtasks.layout import Layout, Module, plan_layout
@@ -270,20 +270,11 @@ def write_fit(config: Config, layout_path: str, dtb: str, source: str, epoch: in
         check_fit_fits(layout, len(blob), settings.name)
         write_atomic(out, blob)
         return
-    target = Path(out)
-    try:
-        fd, unsigned = make_temp_beside(target, suffix=".unsigned")
-    except OSError as exc:
-        raise UserError(f"cannot write {target}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-        os.chmod(unsigned, 0o644)
+    with replacing(out, suffix=".unsigned") as (handle, unsigned):
+        handle.write(blob)
+        handle.close()  # mkimage signs the file in place
         sign_fit(unsigned, settings.key_dir, settings.u_boot_dtb, epoch, settings.where)
         check_fit_fits(layout, unsigned.stat().st_size, settings.name)
-        unsigned.replace(target)
-    finally:
-        unsigned.unlink(missing_ok=True)
 
 
 def fit_task(config: Config, layout: str, dtb_out: str, source_out: str, fit_out: str,
