@@ -1,7 +1,8 @@
 """Shared fixtures: the seed goldens' synthetic inputs and a runner for our CLI.
 
-The inputs come from ../shared/reference/seed-goldens/make-inputs.py (fixed bytes, so sizes and
-addresses never drift); the CLI runs as a real subprocess, as users run it.
+The inputs come from tests/inputs.py (fixed bytes, so sizes and addresses never drift), the
+original script's outputs for them from tests/goldens/seed/; the CLI runs as a real subprocess, as
+users run it.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.inputs import write_inputs
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("IBTASKS_SHARED", REPO.parent / "shared"))
-GOLDENS = SHARED / "reference" / "seed-goldens"
+GOLDENS = REPO / "tests" / "goldens" / "seed"
 
 
 @pytest.fixture(scope="session")
 def seed_inputs_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One copy of the synthetic inputs, made once per test session."""
     out = tmp_path_factory.mktemp("seed-inputs")
-    subprocess.run([sys.executable, str(GOLDENS / "make-inputs.py"), str(out)], check=True,
-                   capture_output=True)
+    write_inputs(out)
     # The host DTBs' RAM is 0x40000000-0xc0000000, but the seed README's configs (a ZynqMP,
     # RAM from 0) load from 0xE00000: ibtasks checks loads against /memory, so the synthetic
     # board gets RAM 0x0-0xc0000000, rewritten in place (same size: sizes and addresses of

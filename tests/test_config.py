@@ -1,7 +1,7 @@
 """The validated config: root= deduction, load commands, domU defaults, unknown keys, YAML, -o.
 
-Expected values come from the seed's semantics (../shared/reference/imagebuilder-upstream.md
-section 2) and the seed goldens, which were made by running the original script.
+Expected values come from the seed's semantics (what the original 2021 script does with each key)
+and the seed goldens in tests/goldens/seed/, which were made by running the original script.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ UBOOT_SCRIPT: boot.scr
 
 
 def test_yaml_config_gives_the_same_bytes_as_the_golden_bash_config(seed_inputs: Path) -> None:
-    shutil.copy(GOLDENS / "cases" / "readme-tftp" / "config", seed_inputs / "config")
+    shutil.copy(GOLDENS / "readme-tftp" / "config", seed_inputs / "config")
     (seed_inputs / "config.yaml").write_text(README_TFTP_YAML)
     outs = []
     for name in ("config", "config.yaml"):
@@ -211,14 +211,14 @@ def test_yaml_config_gives_the_same_bytes_as_the_golden_bash_config(seed_inputs:
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
         outs.append(seed_inputs / f"out-{name}")
-        assert result.stdout == (GOLDENS / "cases" / "readme-tftp" / "expected" /
+        assert result.stdout == (GOLDENS / "readme-tftp" / "expected" /
                                  "stdout").read_text()
     for output in ("boot.source", "boot.scr", "boot.dtb"):
         assert (outs[0] / output).read_bytes() == (outs[1] / output).read_bytes(), output
 
 
 def test_output_name_flag_names_the_source_script_and_dtb(seed_inputs: Path) -> None:
-    case = GOLDENS / "cases" / "readme-sd-output-name"
+    case = GOLDENS / "readme-sd-output-name"
     shutil.copy(case / "config", seed_inputs / "config")
     result = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "sd",
                          "-o", "bootscript", cwd=seed_inputs)

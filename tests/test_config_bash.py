@@ -7,7 +7,6 @@ must give exactly the same elements.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,10 +15,9 @@ import pytest
 
 from ibtasks.config_bash import Assignment, parse_bash_config
 from ibtasks.errors import UserError
+from tests.conftest import GOLDENS
 
-# The shared reference tree sits next to the repository (same rule as tests/conftest.py).
-SHARED = Path(os.environ.get("IBTASKS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-SEED_CONFIG = SHARED / "reference/seed-goldens/cases/bash-syntax-custom-load/config"
+SEED_CONFIG = GOLDENS / "bash-syntax-custom-load" / "config"
 
 # Prints name NUL key NUL value NUL for every element of every variable named in "$@".
 _DUMP = r"""

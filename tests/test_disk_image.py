@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import GOLDENS
 from tests.unprivileged import run_as_user, unprivileged_python, user_tmp_dir
 
-CONFIG = (GOLDENS / "cases" / "noboot-rootfs-gzip-scsi" / "config").read_text()
+CONFIG = (GOLDENS / "noboot-rootfs-gzip-scsi" / "config").read_text()
 SECTOR = 512
 
 

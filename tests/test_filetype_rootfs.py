@@ -58,7 +58,7 @@ def disk_inputs(seed_inputs_master: Path) -> Iterator[Path]:
     with user_tmp_dir() as tmp:
         work = tmp / "inputs"
         shutil.copytree(seed_inputs_master, work)
-        config = (GOLDENS / "cases" / "noboot-rootfs-gzip-scsi" / "config").read_text()
+        config = (GOLDENS / "noboot-rootfs-gzip-scsi" / "config").read_text()
         (work / "config").write_text(config)
         yield work
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.conftest import GOLDENS, run_ibtasks
 
-CONFIG = GOLDENS / "cases" / "readme-tftp" / "config"
+CONFIG = GOLDENS / "readme-tftp" / "config"
 OUTPUTS = ("boot.source", "boot.scr", "boot.dtb")
 
 

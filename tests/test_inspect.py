@@ -55,7 +55,7 @@ def test_arm64_image_is_an_executable_sized_by_its_file(seed_inputs: Path) -> No
 
 
 def test_arm64_image_with_bss_needs_its_header_image_size(seed_inputs: Path) -> None:
-    # make-inputs.py: a 1,500,000-byte file whose header's image_size is 9 MiB.
+    # tests/inputs.py: a 1,500,000-byte file whose header's image_size is 9 MiB.
     kernel = seed_inputs / "zynqmp-dom4" / "Image-bss"
     assert check_file(kernel, Role.EXECUTABLE, "DOMU_KERNEL[0]") == FileInfo(
         "arm64 Image", 1_500_000, 9 * MiB, "arm64")

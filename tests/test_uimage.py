@@ -146,7 +146,7 @@ def test_kernel_image_is_not_a_script(tmp_path: Path) -> None:
 def test_cli_boot_scr_is_mkimage_of_its_boot_source(seed_inputs: Path, epoch: str | None
                                                     ) -> None:
     (seed_inputs / "config").write_text(
-        (GOLDENS / "cases" / "readme-tftp" / "config").read_text())
+        (GOLDENS / "readme-tftp" / "config").read_text())
     env = {"SOURCE_DATE_EPOCH": epoch} if epoch else {}
     if epoch is None:
         env_unset = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}

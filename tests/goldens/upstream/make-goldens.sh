@@ -2,22 +2,24 @@
 # Regenerate expected/ of every case (the folders with an `args` file) by running upstream
 # ImageBuilder's uboot-script-gen (Xilinx mirror, branch xlnx_rel_v2023.2 = upstream 37ba04b
 # 2022-12-09 + two Xilinx commits) outside this repository. Only its outputs are kept.
-# Usage: make-goldens.sh UPSTREAM_GIT_DIR        (MAKE_INPUTS=path overrides the inputs maker)
+# The inputs are the ones tests/inputs.py writes.
+# Usage: make-goldens.sh UPSTREAM_GIT_DIR
 set -eu
 upstream=$1
 here=$(cd "$(dirname "$0")" && pwd)
-make_inputs=$here/../../../../shared/reference/seed-goldens/make-inputs.py
+repo=$(cd "$here/../../.." && pwd)
 work=$(mktemp -d)
 mkdir "$work/scripts"
 for f in uboot-script-gen common; do
-    git -C "$upstream" show "origin/xlnx_rel_v2023.2:scripts/$f" > "$work/scripts/$f"
+    # 297a48f: the tip of xlnx_rel_v2023.2 (a clone names it origin/xlnx_rel_v2023.2).
+    git -C "$upstream" show "297a48f:scripts/$f" > "$work/scripts/$f"
 done
 for case_dir in "$here"/*/; do
     [ -f "$case_dir/args" ] || continue  # passthrough-xl/ is made differently (its README)
     name=$(basename "$case_dir")
     rm -rf "$work/$name" "$case_dir/expected"
     mkdir -p "$work/$name" "$case_dir/expected"
-    python3 "${MAKE_INPUTS:-$make_inputs}" "$work/$name" > /dev/null
+    (cd "$repo" && python3 -m tests.inputs "$work/$name")
     cp "$case_dir/config" "$work/$name/config"
     status=0
     # shellcheck disable=SC2046
