@@ -163,7 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
             "also `-k`. Signing runs `mkimage -F -r`.", "upstream 2021"),
     Setting("FIT_ENC_UB_DTB", False, Kind.PATH, None,
             "U-Boot's control DTB that gets the public key (KEY_DIR/HINT.crt), marked required; "
-            "changed in place; also `-u`.", "upstream 2021"),
+            "replaced atomically once signing succeeded; also `-u`.", "upstream 2021"),
     # --- domain and Xen properties in the device tree (ibtasks/domains.py) ---
     Setting("DOM0_MEM", False, Kind.COUNT, None,
             "Dom0's memory in MiB for the default XEN_CMD (`dom0_mem=<N>M`); unset keeps the "

@@ -273,7 +273,8 @@ def write_fit(config: Config, layout_path: str, dtb: str, source: str, epoch: in
     with replacing(out, suffix=".unsigned") as (handle, unsigned):
         handle.write(blob)
         handle.close()  # mkimage signs the file in place
-        sign_fit(unsigned, settings.key_dir, settings.u_boot_dtb, epoch, settings.where)
+        sign_fit(unsigned, settings.key_dir, settings.u_boot_dtb, epoch, settings.where,
+                 name=Path(out).name)
         check_fit_fits(layout, unsigned.stat().st_size, settings.name)
 
 

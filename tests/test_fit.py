@@ -355,6 +355,19 @@ def test_a_replaced_u_boot_dtb_gets_the_key_again(seed_inputs: Path, keys: Path)
     assert "key-dev" in dts(seed_inputs / "u-boot.dtb")
 
 
+def test_a_failed_signing_leaves_the_users_u_boot_dtb_untouched(seed_inputs: Path,
+                                                                 keys: Path) -> None:
+    before = (seed_inputs / "u-boot.dtb").read_bytes()
+    (keys / "dev.key").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    result = build(seed_inputs, "-f", "-k", "keys/dev", "-u", "u-boot.dtb")
+    assert result.returncode == 1
+    assert result.stderr.startswith("ibtasks: error: ") and "could not sign boot.fit" in \
+        result.stderr
+    assert (seed_inputs / "u-boot.dtb").read_bytes() == before
+    assert [p.name for p in seed_inputs.iterdir() if ".ibtmp-" in p.name] == []
+    assert not (seed_inputs / "boot.fit").exists()
+
+
 @pytest.mark.parametrize(("extra", "args", "message"), [
     ("FIT_ENC_UB_DTB=u-boot.dtb\n", ("-f",),
      "config:12: FIT_ENC_UB_DTB: signing needs the key: set FIT_ENC_KEY_DIR=KEY_DIR/HINT or "
