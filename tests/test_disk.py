@@ -47,6 +47,11 @@ def make_ext4(path: Path, mib: int = 6, marker: bytes = b"rootfs") -> Path:
          "-E", f"hash_seed={uid}", "-d", str(tree), str(path), f"{mib}M"],
         check=True, env=env,
     )
+    # mkfs copies each file's ctime from the tree, and ctime cannot be set: fix it afterwards,
+    # or two builds a second apart differ.
+    commands = "".join(f"set_inode_field {inode} ctime {EPOCH}\n" for inode in ("/", "/marker"))
+    subprocess.run(["debugfs", "-w", "-f", "-", str(path)], input=commands, text=True,
+                   check=True, capture_output=True, env=env)
     return path
 
 
