@@ -17,6 +17,7 @@ from tests.integrity_inputs import (
     make_linux_only_inputs,
     make_xen_inputs,
     one_error_line,
+    rootfs_archive,
     run,
     script_kind,
 )
@@ -27,7 +28,7 @@ SCRIPT = "AArch64 Linux Script (uncompressed)"
 def leftovers(directory: Path) -> list[str]:
     """Set-aside copies or temporaries left in `directory`."""
     return sorted(p.name for p in directory.iterdir()
-                  if ".ibtasks-" in p.name or ".ibtmp-" in p.name)
+                  if (".ibtasks-" in p.name or ".ibtmp-" in p.name) and p.name != ".ibtasks-lock")
 
 
 def build_boot_files(directory: Path, config: str = "config") -> None:
@@ -94,6 +95,28 @@ def test_foreign_disk_img_survives_a_failed_disk_image(tmp_path: Path) -> None:
     one_error_line(result)
     assert (inputs / "disk.img").read_bytes() == b"another tool's image" * 1000
     assert not (inputs / "boot.scr").exists()  # our own outputs of the failed run are gone
+    assert leftovers(inputs) == []
+
+
+def test_users_files_named_like_partition_images_in_the_work_folder_survive_a_failure(
+        tmp_path: Path) -> None:
+    inputs = make_xen_inputs(tmp_path / "in")
+    mine = {"boot.vfat": b"my FAT" * 100, "dom0.ext4": b"my ext4" * 100}
+    for name, data in mine.items():
+        (inputs / name).write_bytes(data)
+    (inputs / "rootfs.cpio.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    result = run(inputs, "disk-image", "-c", "config", "-d", ".", "-t", "sd", "-w", ".",
+                 "-o", "disk.img")
+    assert "rootfs.cpio.gz" in one_error_line(result)
+    for name, data in mine.items():
+        assert (inputs / name).read_bytes() == data, name
+    assert leftovers(inputs) == []
+    # A build that succeeds replaces them, as it replaces any foreign file at an output path.
+    (inputs / "rootfs.cpio.gz").write_bytes(rootfs_archive())
+    done = run(inputs, "disk-image", "-c", "config", "-d", ".", "-t", "sd", "-w", ".",
+               "-o", "disk.img")
+    assert done.returncode == 0, done.stderr
+    assert (inputs / "dom0.ext4").read_bytes()[1024 + 56:1024 + 58] == b"\x53\xef"  # ext4 magic
     assert leftovers(inputs) == []
 
 
