@@ -50,3 +50,16 @@ def run_ibtasks(*args: str, cwd: Path, env: dict[str, str] | None = None
     full_env = {k: v for k, v in os.environ.items() if k != "LOAD_CMD"} | (env or {})
     return subprocess.run([sys.executable, "-m", "ibtasks", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the passing boot tests printed (their per-domain marker times), after the run, so
+    that CI logs carry them; the other tests' output stays quiet (no `-rP` for all)."""
+    reports = [r for r in terminalreporter.stats.get("passed", [])
+               if r.when == "call" and "boot" in r.keywords and r.capstdout]
+    if not reports:
+        return
+    terminalreporter.section("boot tests: marker times")
+    for report in reports:
+        terminalreporter.write_line(report.nodeid)
+        terminalreporter.write(report.capstdout)
