@@ -300,7 +300,7 @@ def _fakeroot_tools() -> tuple[str, str]:
 def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
     """Build the ext4 image of `spec.archive` at `image`, atomically; returns its size in bytes.
 
-    The extracted tree lives in `.<image name>.ibtmp-XXXXXXXX/` beside the image (removed
+    The extracted tree lives in `.<image name>.ibtmp-<random>/` beside the image (removed
     afterwards; a build that was killed leaves it, and the next build removes it, see
     ibtasks.ownership); fakeroot, faked and the tools end with this process (ibtasks.lifetime).
     """
