@@ -101,4 +101,6 @@ def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
 
     namespace = {"DOIT_CONFIG": config, "task_ibtasks": task_ibtasks}
     with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
-        return int(DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv)))
+        code = DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv))
+    # doit's commands other than run (forget, clean, ignore, ...) return None on success.
+    return 0 if code is None else int(code)
