@@ -19,7 +19,7 @@ from doit.reporter import ConsoleReporter
 
 from ibtasks.digestcache import make_checker
 from ibtasks.doitstate import BACKEND_NAME, PLUGIN_LOCATION
-from ibtasks.errors import error_line
+from ibtasks.errors import UserError, error_line
 
 # doit looks backends up by name among its plugins (see ibtasks.doitstate).
 PLUGINS = {"BACKEND": {BACKEND_NAME: PLUGIN_LOCATION}}
@@ -86,6 +86,21 @@ def doit_config(work: Path, verbose: bool = False, *, registered: bool | None = 
     }
 
 
+def dump_state(dep_file: Path) -> int:
+    """`-- dumpdb`: doit's own dumpdb reads dbm files only; ours is JSON, printed sorted (as
+    doit's dumpdb prints a dbm file: every task's saved values and file states)."""
+    import json
+
+    try:
+        state = json.loads(dep_file.read_text())
+    except FileNotFoundError:
+        state = {}
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {dep_file}: {exc}") from exc
+    sys.stdout.write(json.dumps(state, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
 def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
               argv: Sequence[str] = ("run",), verbose: bool = False,
               cwd: Path | None = None) -> int:
@@ -95,6 +110,8 @@ def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
     `taskgen.anchored`), so its record does not depend on where the tree lies.
     """
     config = doit_config(work.absolute(), verbose, registered=True)
+    if list(argv[:1]) == ["dumpdb"]:
+        return dump_state(Path(config["dep_file"]))
 
     def task_ibtasks() -> Iterable[dict[str, Any]]:
         yield from tasks()

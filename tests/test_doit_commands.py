@@ -3,6 +3,7 @@ each doing its work: checked through doit's JSON record of what the next build r
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,3 +63,10 @@ def test_reset_dep_records_the_current_files_without_running_anything(seed_input
     doit(seed_inputs, "reset-dep")
     assert build(seed_inputs) == set()
 
+
+
+def test_dumpdb_prints_the_json_state_of_every_task(seed_inputs: Path) -> None:
+    prepare(seed_inputs)
+    state = json.loads(doit(seed_inputs, "dumpdb").stdout)
+    assert {"ib_layout", "ib_dtb", "ib_boot_source", "ib_boot_scr"} <= set(state)
+    assert ".ibtasks/layout.json" in state["ib_boot_scr"]  # a file_dep with its saved state
