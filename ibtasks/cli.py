@@ -452,7 +452,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     code = run_guarded(guard, guarded, argv,
                        lambda: run_graph(lambda: all_tasks(tasks_config, tasks_options, epoch,
                                                            boot, copied),
-                                         work, argv, args.verbose, cwd=anchor))
+                                         work_dir(config), argv, args.verbose, cwd=anchor))
     if argv[0] == "run" and code == 0:
         if plan.config is not None:
             write_generated(plan.config, generated, plan.flags, plan.by)

@@ -118,6 +118,8 @@ def test_users_files_named_like_partition_images_in_the_work_folder_survive_a_fa
     assert done.returncode == 0, done.stderr
     assert (inputs / "dom0.ext4").read_bytes()[1024 + 56:1024 + 58] == b"\x53\xef"  # ext4 magic
     assert leftovers(inputs) == []
+    # doit's state stays in the state folder, not among the user's files.
+    assert [n for n in ("doit-deps.json", "digests.json") if (inputs / n).exists()] == []
 
 
 def test_foreign_boot_scr_is_replaced_by_a_successful_build(tmp_path: Path) -> None:
