@@ -20,7 +20,6 @@ A record that cannot be read is treated as absent.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import urllib.parse
@@ -31,6 +30,7 @@ from typing import Any
 from ibtasks.config import Config, Options, build_config, resolve_load_cmd
 from ibtasks.config_load import read_config_file
 from ibtasks.errors import UserError
+from ibtasks.fsutil import file_sha256 as sha256_of
 from ibtasks.fsutil import write_atomic
 from ibtasks.taskgen import outputs
 
@@ -96,14 +96,10 @@ def record_path(output_dir: Path, uboot_source: str) -> Path:
 
 def file_sha256(path: Path) -> str | None:
     """The sha256 of a file, None when it cannot be read."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        return sha256_of(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def script_name(config: Config) -> str:

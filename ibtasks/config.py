@@ -24,9 +24,9 @@ from ibtasks.fitplan import FitSettings, read_fit_settings
 from ibtasks.hush import word_problem
 from ibtasks.scriptcheck import check_raw_values, check_script_inputs
 from ibtasks.settings import (
-    FALSE_WORDS,
     SETTINGS_BY_NAME,
     Setting,
+    is_set,
     number_hint,
     parse_address,
     parse_count,
@@ -210,8 +210,7 @@ class Options:
 def is_strict(raw: RawConfig, options: Options) -> bool:
     """Whether warnings are errors: `--strict` or a set `STRICT` key."""
     value = raw.values.get(("STRICT", None))
-    return options.strict or (value is not None
-                              and value.text.strip().lower() not in FALSE_WORDS)
+    return options.strict or (value is not None and is_set(value.text))
 
 
 def check_strict(warnings: Sequence[str], strict: bool) -> None:
@@ -619,7 +618,7 @@ class _Reader:
 
     def flag(self, name: str, index: int | None = None) -> bool:
         value = self.raw.values.get((name, index))
-        return value is not None and value.text.strip().lower() not in FALSE_WORDS
+        return value is not None and is_set(value.text)
 
     def binary(self, name: str, index: int | None = None) -> Binary | None:
         text = self.text(name, index)

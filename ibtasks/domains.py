@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ibtasks.errors import UserError, hex_and_dec
-from ibtasks.settings import FALSE_WORDS
+from ibtasks.settings import FALSE_WORDS, is_set
 
 PAGE = 0x1000
 CAPS = {"none": 0, "control": 1, "hardware": 2, "xenstore": 4, "dom0": 7}
@@ -143,7 +143,7 @@ class _Keys:
         value = self.values.get((name, self.index))
         if value is None:
             return None
-        return value.text.strip().lower() not in FALSE_WORDS
+        return is_set(value.text)
 
 
 def _int(text: str) -> int | None:

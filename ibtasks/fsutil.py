@@ -10,6 +10,7 @@ user's file by that pattern and remove it (see ibtasks.ownership).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -81,6 +82,12 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename (`replacing`)."""
     with replacing(path) as (out, _):
         out.write(data)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB chunks (hex). Raises OSError."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_if_changed(path: str | os.PathLike[str], data: bytes) -> bool:

@@ -15,7 +15,6 @@ puts the user's files back first. Temporaries of killed builds are removed by na
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ibtasks.errors import UserError
-from ibtasks.fsutil import is_temporary_name, remove_tree, write_atomic
+from ibtasks.fsutil import file_sha256, is_temporary_name, remove_tree, write_atomic
 from ibtasks.statefile import read_state
 
 RECORD_NAME = "outputs.json"
@@ -48,11 +47,6 @@ def _key(path: Path, base: str) -> str:
 
 def _path(key: str, base: str) -> Path:
     return Path(os.path.normpath(os.path.join(base, key)))
-
-
-def _digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _identity(st: os.stat_result) -> list[int]:
@@ -138,7 +132,7 @@ class OutputGuard:
             return True
         digest = entry.get("sha256")
         return (digest is not None and entry["identity"][1] == st.st_size
-                and _digest(path) == digest)
+                and file_sha256(path) == digest)
 
     def heal(self) -> None:
         """Undo what a killed build left half done: remove the outputs it wrote, put the foreign
@@ -196,7 +190,7 @@ class OutputGuard:
             old = self.record.get(key)
             if old is not None and old["identity"] == _identity(st):
                 continue
-            digest = _digest(path) if st.st_size <= DIGEST_LIMIT else None
+            digest = file_sha256(path) if st.st_size <= DIGEST_LIMIT else None
             self.record[key] = {"identity": _identity(st), "sha256": digest}
         self._save()
         for backup in self.kept.values():

@@ -79,6 +79,12 @@ def flag_word(text: str) -> bool | None:
     return True if lowered in TRUE_WORDS else None
 
 
+def is_set(text: str) -> bool:
+    """Whether a FLAG value counts as set, as the original's non-empty test reads it, except
+    that the no words (0, n, no, false, off) mean unset (see `flag_word`)."""
+    return flag_word(text) is not False
+
+
 DEFAULT_XEN_CMD = (
     "console=dtuart dtuart=serial0 dom0_mem=1G dom0_max_vcpus=1 bootscrub=0 vwfi=native sched=null"
 )

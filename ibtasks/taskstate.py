@@ -18,7 +18,6 @@ No paths go into the record: payloads hold names relative to the -d or output di
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from doit.tools import config_changed
 
 import ibtasks
+from ibtasks.fsutil import file_sha256
 
 TARGETS_KEY = "_ibtasks_targets"
 
@@ -36,14 +36,6 @@ def task_uptodate(payload: dict[str, Any], *, by_content: bool = True) -> list[A
     False: by size, mtime and inode only, for images of hundreds of MiB)."""
     return [config_changed({**payload, "ibtasks": ibtasks.__version__}),
             TargetsAsWritten(by_content)]
-
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class TargetsAsWritten:
@@ -68,7 +60,7 @@ class TargetsAsWritten:
         for target in targets:
             try:
                 st = os.stat(target)
-                digest = _file_digest(target) if self.by_content else None
+                digest = file_sha256(target) if self.by_content else None
             except OSError:
                 found.append(None)
                 continue
@@ -91,6 +83,6 @@ class TargetsAsWritten:
                 return False
             if [st.st_mtime_ns, st.st_ino] == entry[1:3]:
                 return True
-            return bool(self.by_content and _file_digest(target) == entry[3])
+            return bool(self.by_content and file_sha256(target) == entry[3])
         except OSError:
             return False
