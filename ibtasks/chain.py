@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -107,14 +108,17 @@ def script_name(config: Config) -> str:
     return config.fit.name if config.fit else config.uboot_script
 
 
-def write_generated(config: Config, outputs: list[Path], flags: ScriptFlags, by: str) -> None:
-    """Record the outputs just written (atomically); `outputs` are under config.output_dir."""
+def write_generated(config: Config, outputs: list[Path], flags: ScriptFlags, by: str,
+                    digest: Callable[[Path], str | None] = file_sha256) -> None:
+    """Record the outputs just written (atomically); `outputs` are under config.output_dir.
+    `digest` gives each output's sha256: the build's output record has them already
+    (`OutputGuard.recorded_sha256`), so they need not be read again."""
     body = {
         "version": RECORD_VERSION,
         "by": by,
         "flags": asdict(flags),
         "script": script_name(config),
-        "outputs": {os.path.relpath(p, config.output_dir): file_sha256(p) for p in outputs},
+        "outputs": {os.path.relpath(p, config.output_dir): digest(p) for p in outputs},
     }
     write_atomic(record_path(config.output_dir, config.uboot_source),
                  (json.dumps(body, indent=1, sort_keys=True) + "\n").encode())

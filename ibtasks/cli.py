@@ -355,7 +355,8 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
                                          args.verbose, cwd=config.output_dir))
     if argv[0] != "run" or code != 0:
         return code
-    write_generated(config, outputs(config), script_flags(args), BY_SCRIPT_GEN)
+    write_generated(config, outputs(config), script_flags(args), BY_SCRIPT_GEN,
+                    guard.recorded_sha256)
     layout = _print_layout_warnings(work)
     out = io.StringIO()
     if args.memory_map:
@@ -455,7 +456,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
                                          work_dir(config), argv, args.verbose, cwd=anchor))
     if argv[0] == "run" and code == 0:
         if plan.config is not None:
-            write_generated(plan.config, generated, plan.flags, plan.by)
+            write_generated(plan.config, generated, plan.flags, plan.by, guard.recorded_sha256)
         if (work_dir(config) / "layout.json").exists():  # none when the script is the user's
             _print_layout_warnings(work_dir(config))
     return code

@@ -155,6 +155,17 @@ class OutputGuard:
                 self._rename(_path(backup, self.base), _path(output, self.base))
         self._unlink(self.journal_path)
 
+    def recorded_sha256(self, path: Path) -> str | None:
+        """The sha256 recorded for our output at `path` (after `commit`), computed now when the
+        record has none (an output over DIGEST_LIMIT); None when it cannot be read."""
+        entry = self.record.get(_key(path, self.base))
+        if entry is not None and entry.get("sha256"):
+            return str(entry["sha256"])
+        try:
+            return file_sha256(path)
+        except OSError:
+            return None
+
     def remove_ours(self, paths: Sequence[Path]) -> None:
         """Remove those of `paths` that hold our outputs (a build failed before it started);
         files that ibtasks did not write stay as they are."""
