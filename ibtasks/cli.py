@@ -443,17 +443,16 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     copied = [anchored_path(p, anchor) for p in plan.copied]
     tasks_options = replace(options, image=anchored_path(image, anchor),
                             work=anchored_path(work, anchor))
+    tasks = list(all_tasks(tasks_config, tasks_options, epoch, boot, copied))
     guarded = [*generated, *disk_outputs(options)]
     if args.work:
         # -w names a folder of the user's (`-w .` is common): the partition images and their
         # records there are kept from their files like any output.
-        guarded += [anchor / target
-                    for task in all_tasks(tasks_config, tasks_options, epoch, boot, copied)
-                    if task.get("basename") == "ib_partition" for target in task["targets"]]
+        guarded += [anchor / target for task in tasks if task.get("basename") == "ib_partition"
+                    for target in task["targets"]]
     code = run_guarded(guard, guarded, argv,
-                       lambda: run_graph(lambda: all_tasks(tasks_config, tasks_options, epoch,
-                                                           boot, copied),
-                                         work_dir(config), argv, args.verbose, cwd=anchor))
+                       lambda: run_graph(lambda: tasks, work_dir(config), argv, args.verbose,
+                                         cwd=anchor))
     if argv[0] == "run" and code == 0:
         if plan.config is not None:
             write_generated(plan.config, generated, plan.flags, plan.by, guard.recorded_sha256)
