@@ -271,11 +271,9 @@ def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
         _make_folder(Path(work), "the work folder (-w)")
         locks.append(BuildLock(str(Path(work) / ".ibtasks-lock"), work, timeout))
         folders.append(Path(work))
-    exact = []
     image = getattr(args, "image", None)
     if image:
         folders.append(Path(image).parent)
-        exact.append(Path(f"{image}.partial"))
     try:
         held = hold_locks(locks)
     except LockTimeout as exc:
@@ -285,7 +283,7 @@ def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
     with held:
         guard = OutputGuard(state)
         guard.heal()
-        remove_stale_temporaries(folders, exact)
+        remove_stale_temporaries(folders)
         _heal_state_files(state, stamp)
         if args.command == "disk-image":
             return disk_image(args, guard)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import time
 from collections.abc import Iterable, Sequence
@@ -35,8 +34,6 @@ KEEP_MARK = ".ibtasks-keep"
 # in-place update would cost more than the update. Only a file we wrote can keep its identity
 # (a user cannot set ctime), so the rule stays safe: such a file, once touched, counts as foreign.
 DIGEST_LIMIT = 64 << 20
-# Temporaries that other modules name after their output rather than with TEMP_MARK.
-_OUTPUT_TEMPORARIES = re.compile(r"\..+\.vfat\.tmp")
 
 
 def _key(path: Path, base: str) -> str:
@@ -79,10 +76,10 @@ def check_output_paths(paths: Iterable[Path]) -> None:
             raise UserError(f"{path}: {ancestor} is not a directory")
 
 
-def remove_stale_temporaries(directories: Iterable[Path], exact: Iterable[Path] = ()) -> None:
-    """Remove temporaries that killed builds left in `directories` (by name only: TEMP_PATTERN,
-    `.<name>.vfat.tmp`) and the files in `exact` (e.g. `disk.img.partial`). Call it only while
-    holding the build lock, or it would delete a running build's files."""
+def remove_stale_temporaries(directories: Iterable[Path]) -> None:
+    """Remove temporaries that killed builds left in `directories`, recognised by their name
+    alone (fsutil.TEMP_PATTERN: `.<target>.ibtmp-<random>`, which only ibtasks makes). Call it
+    only while holding the build lock, or it would delete a running build's files."""
     seen: set[str] = set()
     for directory in directories:
         real = os.path.realpath(directory)
@@ -94,14 +91,11 @@ def remove_stale_temporaries(directories: Iterable[Path], exact: Iterable[Path] 
         except OSError:
             continue
         for entry in entries:
-            if is_temporary_name(entry.name) or _OUTPUT_TEMPORARIES.fullmatch(entry.name):
+            if is_temporary_name(entry.name):
                 if entry.is_dir(follow_symlinks=False):
                     remove_tree(entry.path)
                 else:
                     Path(entry.path).unlink(missing_ok=True)
-    for path in exact:
-        if path.is_file() and not path.is_symlink():
-            path.unlink(missing_ok=True)
 
 
 class OutputGuard:
