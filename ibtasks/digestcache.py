@@ -52,7 +52,10 @@ class DigestCache:
 
 
 def make_checker(cache_path: str) -> type[MD5Checker]:
-    """A checker class (doit instantiates it without arguments) bound to one cache file."""
+    """A checker class (doit instantiates it without arguments) bound to one cache file, which
+    it keeps as its `cache` attribute. Whoever runs doit under the build lock saves the cache
+    before releasing it (`run_graph`); the exit-time save is for a plain `doit` run of an
+    embedding dodo.py, and writes nothing when the cache was saved already."""
     cache = DigestCache(cache_path)
     atexit.register(cache.save)
 
@@ -72,4 +75,5 @@ def make_checker(cache_path: str) -> type[MD5Checker]:
                 return None
             return stat.st_mtime, stat.st_size, cache.digest(dep, stat.st_mtime, stat.st_size)
 
+    CachedMD5Checker.cache = cache
     return CachedMD5Checker

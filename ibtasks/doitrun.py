@@ -117,7 +117,12 @@ def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
         yield from tasks()
 
     namespace = {"DOIT_CONFIG": config, "task_ibtasks": task_ibtasks}
-    with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
-        code = DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv))
+    try:
+        with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+            code = DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv))
+    finally:
+        # Now, under the caller's build lock: at exit another build could hold it and take
+        # this write's temporary for a killed build's.
+        config["check_file_uptodate"].cache.save()
     # doit's commands other than run (forget, clean, ignore, ...) return None on success.
     return 0 if code is None else int(code)

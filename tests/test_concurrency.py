@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,3 +133,18 @@ def test_the_no_op_fast_path_does_not_replay_while_a_build_holds_the_lock(
     assert held.returncode == 1 and held.stdout == ""
     assert "still holds .ibtasks/lock" in held.stderr
     assert run(inputs, *SCRIPT).stdout == first.stdout
+
+
+def test_a_build_writes_its_state_before_it_releases_the_lock(tmp_path: Path) -> None:
+    # Whatever a build writes after its lock is released races the next build, which may take
+    # its temporaries for a killed build's. Here the digest cache is removed as soon as the
+    # command returns (its lock released): a late write at exit would bring it back.
+    inputs = make_xen_inputs(tmp_path / "in")
+    code = ("import os, sys; from ibtasks.cli import main; rc = main(sys.argv[1:]); "
+            "os.remove('.ibtasks/digests.json'); sys.exit(rc)")
+    for argv in (DISK, SCRIPT):
+        result = subprocess.run([sys.executable, "-c", code, *argv], cwd=inputs,
+                                capture_output=True, text=True)
+        assert (result.returncode, result.stderr) == (0, ""), result.stderr
+        assert not (inputs / ".ibtasks" / "digests.json").exists()
+        (inputs / "xen").write_bytes((inputs / "xen").read_bytes() + b"\0")  # a new digest
