@@ -46,7 +46,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "examples" / "embed"))
 from make_inputs import arm64_image  # noqa: E402
 
-from ibtasks.fdtblob import Node, cells_value, strings_value, write_fdt  # noqa: E402
+from ibtasks.formats.fdtblob import Node, cells_value, strings_value, write_fdt  # noqa: E402
 
 CONFIG = """MEMORY_START=0x40000000
 MEMORY_END=0x80000000

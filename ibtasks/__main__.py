@@ -2,6 +2,6 @@
 
 import sys
 
-from ibtasks.entry import main
+from ibtasks.cli.entry import main
 
 sys.exit(main())

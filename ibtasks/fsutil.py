@@ -5,7 +5,7 @@ an interrupted build never leaves a half-written file that a later build takes a
 Every temporary is created exclusively (O_EXCL) under an unpredictable name that starts with
 `.<target name>.ibtmp-` (TEMP_MARK), beside its target: a symlink planted at a guessable name
 is never followed, and the next build can tell a temporary that a killed build left from a
-user's file by that pattern and remove it (see ibtasks.ownership).
+user's file by that pattern and remove it (see ibtasks.tasks.ownership).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibtasks.fsutil import write_atomic
-from ibtasks.qemu import (
+from ibtasks.qemu.runner import (
     DEFAULT_FAILURE_PATTERNS,
     BootResult,
     BootSpec,

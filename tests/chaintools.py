@@ -39,7 +39,7 @@ def run_cli(cwd: Path, *args: str, version: str | None = None
     if version is None:
         return run_ibtasks(*args, cwd=cwd)
     code = ("import sys, ibtasks; ibtasks.__version__ = sys.argv.pop(1); "
-            "from ibtasks.entry import main; sys.exit(main())")
+            "from ibtasks.cli.entry import main; sys.exit(main())")
     return subprocess.run([sys.executable, "-c", code, version, *args], cwd=cwd,
                           capture_output=True, text=True)
 

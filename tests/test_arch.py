@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.filetype import choose_arch, kernel_arch
-from ibtasks.inspect import Role, check_file
-from ibtasks.qemu import BootSpec, Machine, boot, describe_failure, tftp_args
-from ibtasks.uimage import LegacyImage, build_legacy_image, parse_legacy_image
+from ibtasks.formats.file_check import Role, check_file
+from ibtasks.formats.filetype import choose_arch, kernel_arch
+from ibtasks.formats.uimage import LegacyImage, build_legacy_image, parse_legacy_image
+from ibtasks.qemu.runner import BootSpec, Machine, boot, describe_failure, tftp_args
 from tests.conftest import run_ibtasks
 from tests.kernelfiles import MiB, arm64_image, compress, elf, write, zimage
 

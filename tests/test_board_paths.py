@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ibtasks.boardpath import board_path
+from ibtasks.config.board_paths import board_path
 from tests.conftest import run_ibtasks
 
 CONFIG = """\

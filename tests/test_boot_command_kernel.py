@@ -1,4 +1,4 @@
-"""BOOT_CMD must be able to start the host kernel (ibtasks.bootcmdcheck): booti an arm64
+"""BOOT_CMD must be able to start the host kernel (ibtasks.plan.boot_command): booti an arm64
 Image, bootz an ARM zImage, bootefi a PE/COFF image; bootm wraps any kernel in a uImage.
 
 Kernels are the tiny synthetic ones of tests/kernelfiles.py, of the seed Xen's size so the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ibtasks.filetype import EM_AARCH64
+from ibtasks.formats.filetype import EM_AARCH64
 from tests.chaintools import script_text
 from tests.conftest import run_ibtasks
 from tests.kernelfiles import elf, with_efi_stub, zimage

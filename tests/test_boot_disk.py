@@ -30,7 +30,7 @@ from boot_fixtures import (
 )
 from initramfs import ROOTFS_FAILURE
 
-from ibtasks.qemu import (
+from ibtasks.qemu.runner import (
     DEFAULT_FAILURE_PATTERNS,
     BootResult,
     ahci_disk_args,

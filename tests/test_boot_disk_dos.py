@@ -25,7 +25,7 @@ from boot_fixtures import (
 )
 from initramfs import ROOTFS_FAILURE
 
-from ibtasks.qemu import DEFAULT_FAILURE_PATTERNS, describe_failure, virtio_disk_args
+from ibtasks.qemu.runner import DEFAULT_FAILURE_PATTERNS, describe_failure, virtio_disk_args
 from tests.test_boot_disk import (
     DOM0,
     DOM0_RAMDISK,

@@ -23,7 +23,7 @@ from boot_fixtures import (  # system: examples/qemu-virt, put on sys.path by bo
     system,
 )
 
-from ibtasks.qemu import describe_failure
+from ibtasks.qemu.runner import describe_failure
 
 pytestmark = pytest.mark.boot
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from boot_fixtures import BootParts, boot_system, build_system, domain, prepare_boot_parts
 
-from ibtasks.qemu import DEFAULT_FAILURE_PATTERNS, describe_failure
+from ibtasks.qemu.runner import DEFAULT_FAILURE_PATTERNS, describe_failure
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.boot

@@ -22,7 +22,7 @@ from boot_fixtures import (
     reported_values,
 )
 
-from ibtasks.qemu import (
+from ibtasks.qemu.runner import (
     BootSpec,
     ahci_disk_args,
     boot,

@@ -24,7 +24,7 @@ from boot_fixtures import (
     system,
 )
 
-from ibtasks.qemu import describe_failure
+from ibtasks.qemu.runner import describe_failure
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.boot

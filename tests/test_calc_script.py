@@ -132,9 +132,10 @@ def test_preedited_dtb_with_computed_addresses_is_rejected(seed_inputs: Path) ->
 @pytest.mark.parametrize(("extra", "flags"), [("BOOT_CMD=bootm\n", False), ("", True)])
 def test_embedders_learn_which_task_basenames_a_config_yields(seed_inputs: Path, extra: str,
                                                               flags: bool) -> None:
-    from ibtasks.config import Options, build_config
-    from ibtasks.config_load import read_config_file
-    from ibtasks.taskgen import boot_task_names, boot_tasks
+    from ibtasks.config.build import build_config
+    from ibtasks.config.loader import read_config_file
+    from ibtasks.config.model import Options
+    from ibtasks.tasks.boot import boot_task_names, boot_tasks
 
     (seed_inputs / "config").write_text(CONFIG + extra)
     config = build_config(read_config_file(seed_inputs / "config"),

@@ -1,6 +1,6 @@
 """No silent overflow: every address and size is checked against the field it is written into.
 
-The rule (ibtasks/cellwidth.py, layout.py): MEMORY_START/MEMORY_END fit 64 bits; a layout never
+The rule (ibtasks/formats/cells.py, layout.py): MEMORY_START/MEMORY_END fit 64 bits; a layout never
 holds an address past 2^64 (the seed's MEMORY_END rule catches modules pushed there by their
 size or by reserved memory near the top); device-tree values fit the cells of their node
 (/chosen and domU nodes: 2 + 2; `cpus` and event-channel ports: one cell); a bootm uImage's
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.cellwidth import check_u32, to_cells
 from ibtasks.errors import UserError
-from ibtasks.layout import Module, align_up, plan_layout
-from ibtasks.taskgen import write_layout
+from ibtasks.formats.cells import check_u32, to_cells
+from ibtasks.plan.layout import Module, align_up, plan_layout
+from ibtasks.tasks.boot import write_layout
 from tests.conftest import run_ibtasks
 
 TOP = 1 << 64

@@ -1,4 +1,4 @@
-"""One build per directory at a time (ibtasks.buildlock).
+"""One build per directory at a time (ibtasks.tasks.build_lock).
 
 Rule: builds of one directory run one after the other under an flock of `.ibtasks/lock`; a build
 that has to wait says so in one line, and gives up with one line after IBTASKS_LOCK_TIMEOUT
@@ -140,7 +140,7 @@ def test_a_build_writes_its_state_before_it_releases_the_lock(tmp_path: Path) ->
     # its temporaries for a killed build's. Here the digest cache is removed as soon as the
     # command returns (its lock released): a late write at exit would bring it back.
     inputs = make_xen_inputs(tmp_path / "in")
-    code = ("import os, sys; from ibtasks.cli import main; rc = main(sys.argv[1:]); "
+    code = ("import os, sys; from ibtasks.cli.main import main; rc = main(sys.argv[1:]); "
             "os.remove('.ibtasks/digests.json'); sys.exit(rc)")
     for argv in (DISK, SCRIPT):
         result = subprocess.run([sys.executable, "-c", code, *argv], cwd=inputs,

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.config import Config, Options, build_config, resolve_load_cmd
-from ibtasks.config_load import raw_from_bash
+from ibtasks.config.build import build_config
+from ibtasks.config.load_command import resolve_load_cmd
+from ibtasks.config.loader import raw_from_bash
+from ibtasks.config.model import Config, Options
 from ibtasks.errors import UserError
 from tests.conftest import GOLDENS, run_ibtasks
 

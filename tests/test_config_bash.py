@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.config_bash import Assignment, parse_bash_config
+from ibtasks.config.bash_reader import Assignment, parse_bash_config
 from ibtasks.errors import UserError
 from tests.conftest import GOLDENS
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import fdt
 import pytest
 
-from ibtasks.devicetree import apply_edits, check_dtb, read_reserved_regions
-from ibtasks.dtedit import Cells, DtEdit, Flag, MakeNode, SetProp, Strings, reg_cells
 from ibtasks.errors import UserError
+from ibtasks.formats.devicetree import apply_edits, check_dtb, read_reserved_regions
+from ibtasks.formats.dt_edits import Cells, DtEdit, Flag, MakeNode, SetProp, Strings, reg_cells
 
 SOURCE = "DEVICE_TREE (board.dtb)"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.disk import DiskResult, PartitionImage, assemble_disk
 from ibtasks.errors import UserError
-from ibtasks.fat import BootFile, build_fat_image
-from ibtasks.fatupdate import FatWrite, write_fat_image
-from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
+from ibtasks.formats.disk_image import DiskResult, PartitionImage, assemble_disk
+from ibtasks.formats.fat import BootFile, build_fat_image
+from ibtasks.formats.fat_update import FatWrite, write_fat_image
+from ibtasks.formats.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from tests.unprivileged import run_as_user, unprivileged_python, user_tmp_dir
 
 MIB = 1024 * 1024
@@ -206,9 +206,9 @@ def _assemble_with_file_size_limit(root: Path, limit: int) -> subprocess.Complet
     """Run assemble_disk in a child limited to writing `limit` bytes per file (RLIMIT_FSIZE)."""
     code = (
         "import sys, pathlib\n"
-        "from ibtasks.disk import PartitionImage, assemble_disk\n"
+        "from ibtasks.formats.disk_image import PartitionImage, assemble_disk\n"
         "from ibtasks.errors import UserError\n"
-        "from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid\n"
+        "from ibtasks.formats.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid\n"
         "root = pathlib.Path(sys.argv[1])\n"
         "parts = [PartitionImage('Linux1', BASIC_DATA, derive_guid('test-config', 'boot'),"
         " root / 'work' / 'boot.vfat'),"
@@ -263,9 +263,9 @@ def test_missing_partition_image_is_reported(tmp_path: Path) -> None:
 UNPRIVILEGED_BUILD = """
 import os, subprocess, sys
 from pathlib import Path
-from ibtasks.disk import PartitionImage, assemble_disk
-from ibtasks.fat import BootFile, build_fat_image
-from ibtasks.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
+from ibtasks.formats.disk_image import PartitionImage, assemble_disk
+from ibtasks.formats.fat import BootFile, build_fat_image
+from ibtasks.formats.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 
 root = Path(sys.argv[1])
 (root / "src").mkdir()

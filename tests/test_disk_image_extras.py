@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.config import Options, build_config
-from ibtasks.config_load import raw_from_bash
-from ibtasks.config_yaml import read_yaml_config
-from ibtasks.disk import power_of_two_mib
+from ibtasks.config.build import build_config
+from ibtasks.config.loader import raw_from_bash
+from ibtasks.config.model import Options
+from ibtasks.config.yaml_reader import read_yaml_config
 from ibtasks.errors import UserError
+from ibtasks.formats.disk_image import power_of_two_mib
 from tests.conftest import run_ibtasks
 from tests.test_disk_image import CONFIG, extract, make_rootfs
 from tests.test_disk_image import disk_image as tasks_run

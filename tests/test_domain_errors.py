@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.config import Options, build_config
-from ibtasks.config_load import raw_from_bash
-from ibtasks.config_yaml import read_yaml_config
+from ibtasks.config.build import build_config
+from ibtasks.config.loader import raw_from_bash
+from ibtasks.config.model import Options
+from ibtasks.config.yaml_reader import read_yaml_config
 from ibtasks.errors import UserError
 from tests.conftest import run_ibtasks
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.fat import BootFile, boot_partition_size, build_fat_image, derive_volume_id
+from ibtasks.formats.fat import BootFile, boot_partition_size, build_fat_image, derive_volume_id
 
 MIB = 1024 * 1024
 EPOCH = 1700000000  # 2023-11-14 22:13:20 UTC

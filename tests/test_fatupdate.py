@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks import fatupdate
-from ibtasks.disk import read_changes
-from ibtasks.fat import BootFile
-from ibtasks.fatupdate import FatWrite, manifest_path, write_fat_image
+from ibtasks.formats import fat_update as fatupdate
+from ibtasks.formats.disk_image import read_changes
+from ibtasks.formats.fat import BootFile
+from ibtasks.formats.fat_update import FatWrite, manifest_path, write_fat_image
 
 EPOCH = 1700000000
 CLUSTER = 2048  # pyfatfs's cluster for an 18 MiB FAT16 image (checked with minfo below)

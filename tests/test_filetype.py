@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.filetype import COMPRESSIONS, HEAD_BYTES, detect_compression, read_head
-from ibtasks.inspect import FileInfo, Role, check_file
+from ibtasks.formats.file_check import FileInfo, Role, check_file
+from ibtasks.formats.filetype import COMPRESSIONS, HEAD_BYTES, detect_compression, read_head
 from tests.kernelfiles import (
     MiB,
     arm64_image,
@@ -175,7 +175,7 @@ def test_gzip_kernel_xen_loads_is_still_accepted(tmp_path: Path, key: str) -> No
 # ---- one detector for the checks and the rootfs reader ----------------------------------------
 
 def test_rootfs_reader_names_every_compression_the_checks_know() -> None:
-    from ibtasks.archive import UNSUPPORTED
+    from ibtasks.formats.archive import UNSUPPORTED
 
     assert UNSUPPORTED == ("not a cpio or tar archive (gzip, xz, lzma, bzip2, zstd and lz4 "
                            "compression are supported)")
@@ -202,7 +202,7 @@ MEASURE = r"""
 import json, sys, time
 from pathlib import Path
 from ibtasks.errors import UserError
-from ibtasks.inspect import Role, check_file
+from ibtasks.formats.file_check import Role, check_file
 start = time.process_time()
 try:
     said = check_file(Path(sys.argv[1]), Role.RAMDISK, "DOM0_RAMDISK").kind

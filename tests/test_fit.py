@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.fdtblob import read_fdt
-from ibtasks.fit import SIGN_ALGO, Fit, FitConfig, FitImage, Signature, build_fit, parse_fit
+from ibtasks.formats.fdtblob import read_fdt
+from ibtasks.formats.fit import SIGN_ALGO, Fit, FitConfig, FitImage, Signature, build_fit, parse_fit
 from tests.conftest import run_ibtasks
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.fdtblob import Node, read_fdt
-from ibtasks.fit import Fit, parse_fit
+from ibtasks.formats.fdtblob import Node, read_fdt
+from ibtasks.formats.fit import Fit, parse_fit
 from tests.conftest import REPO, run_ibtasks
 from tests.fdtscript import chosen_meaning
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.gpt import (
+from ibtasks.formats.gpt import (
     BASIC_DATA,
     LINUX_FILESYSTEM,
     SECTOR,

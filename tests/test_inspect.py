@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.inspect import FileInfo, Role, check_file
+from ibtasks.formats.file_check import FileInfo, Role, check_file
 from tests.kernelfiles import elf
 
 MiB = 1024 * 1024

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.inspect import Role, check_file
+from ibtasks.formats.file_check import Role, check_file
 
 POLICY = struct.pack("<II", 0xF97CFF8C, 8) + b"XenFlask" + bytes(100)
 

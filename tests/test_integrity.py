@@ -1,4 +1,4 @@
-"""A build never deletes or overwrites a file that ibtasks did not write (ibtasks.ownership).
+"""A build never deletes or overwrites a file that ibtasks did not write (ibtasks.tasks.ownership).
 
 Rule: a failed run removes only outputs whose identity or digest ibtasks recorded; a file that a
 user or another tool put where an output goes is set aside and comes back unchanged when the

@@ -1,7 +1,7 @@
 """A board DTB of 20,000 nodes goes through the check and the edits intact (correctness only;
 benchmarks/bench_large_inputs.py measures that the time per node stays flat).
 
-The DTB is written by our own FIT writer (ibtasks.fdtblob) and read back with fdtget: every
+The DTB is written by our own FIT writer (ibtasks.formats.fdtblob) and read back with fdtget: every
 node kept, the /chosen edits applied, and the cpupool's new phandles allocated downward from
 0xfffffffe past the phandles the board already uses.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ibtasks.fdtblob import Node, cells_value, strings_value, write_fdt
+from ibtasks.formats.fdtblob import Node, cells_value, strings_value, write_fdt
 from tests.conftest import run_ibtasks
 
 NODES = 20_000

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.layout import Layout, Module, Region, plan_layout
+from ibtasks.plan.layout import Layout, Module, Region, plan_layout
 from tests.conftest import run_ibtasks
 
 MiB = 1024 * 1024

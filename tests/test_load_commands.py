@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.loadcmd import load_command_word
+from ibtasks.config.load_command import load_command_word
 from tests.conftest import run_ibtasks
 
 BASE = """\

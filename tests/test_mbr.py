@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.disk import power_of_two_mib
 from ibtasks.errors import UserError
-from ibtasks.gpt import GptTable, build_gpt
-from ibtasks.mbr import (
+from ibtasks.formats.disk_image import power_of_two_mib
+from ibtasks.formats.gpt import GptTable, build_gpt
+from ibtasks.formats.mbr import (
     FAT16_LBA,
     FAT32_LBA,
     LINUX,

@@ -1,6 +1,6 @@
 """Every load lies in RAM: the layout is checked against the /memory banks of the DTB.
 
-The rule (ibtasks/membanks.py): the boot script's 2 MiB slot and every binary (start to start +
+The rule (plan/memory_banks.py): the boot script's 2 MiB slot and every binary (start to start +
 effective size) must lie inside one bank of the `device_type = "memory"` children of the root,
 read with the root's #address-cells/#size-cells (adjacent banks join; disabled nodes are not
 RAM); otherwise an error names the key, its start and end in hex and the banks. MEMORY_START or
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.layout import Layout, Module, plan_layout
-from ibtasks.membanks import check_layout_in_banks, merge_banks
+from ibtasks.plan.layout import Layout, Module, plan_layout
+from ibtasks.plan.memory_banks import check_layout_in_banks, merge_banks
 from tests.conftest import run_ibtasks
 
 CONFIG = """\

@@ -1,4 +1,4 @@
-"""No output may be the same file as an input or another output (ibtasks.outputclash).
+"""No output may be the same file as an input or another output (ibtasks.plan.outputs).
 
 Each case names an output after an input in another way (a key, -o, -w, a hard link, a symlink)
 and checks that the run fails with one line naming both, before anything runs: the input keeps

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.passthrough import read_passthrough
-from ibtasks.xlconfig import XlDomU, render_xl_config
+from ibtasks.plan.passthrough import read_passthrough
+from ibtasks.plan.xl_configs import XlDomU, render_xl_config
 
 GOLDEN = Path(__file__).parent / "goldens" / "upstream" / "passthrough-xl"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ibtasks.settings import render_key_reference
+from ibtasks.config.settings import render_key_reference
 from tests.conftest import REPO
 
 
@@ -11,7 +11,8 @@ def test_readme_key_reference_matches_the_settings_table() -> None:
     table = text.split("<!-- keys:begin -->\n")[1].split("<!-- keys:end -->")[0]
     assert table == render_key_reference(), (
         "README.md's key reference is stale: paste the output of "
-        "`python -c 'from ibtasks.settings import render_key_reference as r; print(r(), end=\"\")'`"
+        "`python -c 'from ibtasks.config.settings import render_key_reference as r; "
+        "print(r(), end=\"\")'`"
     )
 
 

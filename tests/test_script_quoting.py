@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import printable
-from ibtasks.hush import fdt_name, quote_string, quote_word
-from ibtasks.qemu import BootSpec, Machine, boot, describe_failure, tftp_args, tftp_commands
+from ibtasks.formats.hush import fdt_name, quote_string, quote_word
+from ibtasks.qemu.runner import BootSpec, Machine, boot, describe_failure, tftp_args, tftp_commands
 from tests.conftest import run_ibtasks
 
 BASE = """\

@@ -1,5 +1,5 @@
-"""State that heals (ibtasks.statefile, ibtasks.doitstate) and builds that leave nothing behind
-when killed (ibtasks.ownership, ibtasks.lifetime).
+"""State that heals (tasks.state_file, tasks.state_backend) and builds that leave nothing
+behind when killed (tasks.ownership, ibtasks.lifetime).
 
 Rules: a state file that cannot be read is set aside as `<name>.corrupt` with one warning line
 and the build succeeds with the same bytes; an unwritable state folder is one error line; a

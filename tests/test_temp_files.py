@@ -12,10 +12,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ibtasks.disk import PartitionImage, assemble_disk
-from ibtasks.fat import BootFile, build_fat_image
+from ibtasks.formats.disk_image import PartitionImage, assemble_disk
+from ibtasks.formats.fat import BootFile, build_fat_image
+from ibtasks.formats.gpt import BASIC_DATA, derive_guid
 from ibtasks.fsutil import TEMP_MARK, write_atomic
-from ibtasks.gpt import BASIC_DATA, derive_guid
 from tests.conftest import run_ibtasks
 from tests.small_configs import DISK, write_config
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.uimage import TYPE_KERNEL, LegacyImage, build_legacy_image, parse_legacy_image
+from ibtasks.formats.uimage import TYPE_KERNEL, LegacyImage, build_legacy_image, parse_legacy_image
 
 EPOCH = 1700000000
 PAYLOADS = {"one-byte": b"\x01", "odd": b"1234567", "two-mib": bytes(range(256)) * 8192}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ibtasks.config import RawValue
-from ibtasks.config_warnings import beyond_count_warnings
-from ibtasks.settings import flag_word, number_hint, parse_address, parse_count
+from ibtasks.config.reader import RawValue
+from ibtasks.config.settings import flag_word, number_hint, parse_address, parse_count
+from ibtasks.config.value_warnings import beyond_count_warnings
 from tests.conftest import run_ibtasks
 
 BASE = """\

@@ -47,7 +47,7 @@ from boot_fixtures import (  # board, system: examples/qemu-virt, put on sys.pat
     system,
 )
 
-from ibtasks.qemu import Machine, describe_failure
+from ibtasks.qemu.runner import Machine, describe_failure
 from tests.conftest import REPO, run_ibtasks
 
 EXAMPLES = REPO / "examples" / "xen-ci"

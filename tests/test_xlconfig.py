@@ -7,14 +7,9 @@ differ where the original's numbering was wrong (Q7), as each test says.
 
 import pytest
 
+from ibtasks.config.load_command import number_rootfs_partitions, parse_block_device
 from ibtasks.errors import UserError
-from ibtasks.xlconfig import (
-    XlDomU,
-    number_rootfs_partitions,
-    parse_block_device,
-    render_xl_config,
-    render_xl_configs,
-)
+from ibtasks.plan.xl_configs import XlDomU, render_xl_config, render_xl_configs
 
 
 def domu(index: int = 0, **changes: object) -> XlDomU:

@@ -23,9 +23,11 @@ sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
 from make_inputs import make_inputs  # noqa: E402
 
-from ibtasks.config import Options, RawConfig, RawValue, build_config  # noqa: E402
-from ibtasks.doitrun import doit_config  # noqa: E402
-from ibtasks.taskgen import BOOT_TASKS, boot_tasks  # noqa: E402
+from ibtasks.config.build import build_config  # noqa: E402
+from ibtasks.config.model import Options  # noqa: E402
+from ibtasks.config.reader import RawConfig, RawValue  # noqa: E402
+from ibtasks.tasks.boot import BOOT_TASKS, boot_tasks  # noqa: E402
+from ibtasks.tasks.runner import doit_config  # noqa: E402
 
 BUILD = Path(os.environ.get("IBTASKS_EMBED_BUILD", HERE / "build"))
 

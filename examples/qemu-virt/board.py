@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ibtasks.errors import UserError
 from ibtasks.fsutil import write_atomic
-from ibtasks.qemu import Machine, dump_dtb
+from ibtasks.qemu.runner import Machine, dump_dtb
 
 UART = "/pl011@9000000"
 GPIO = "/pl061@9030000"

@@ -26,7 +26,7 @@ import system  # noqa: E402
 from doit.tools import config_changed  # noqa: E402
 
 from ibtasks.fsutil import write_if_changed  # noqa: E402
-from ibtasks.qemu import BootSpec, Machine, boot, tftp_args, tftp_commands  # noqa: E402
+from ibtasks.qemu.runner import BootSpec, Machine, boot, tftp_args, tftp_commands  # noqa: E402
 
 STARTED = time.monotonic()
 BUILD = HERE / "build"

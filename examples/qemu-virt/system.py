@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibtasks.errors import UserError
-from ibtasks.qemu import Machine
+from ibtasks.qemu.runner import Machine
 
 REPO = Path(__file__).resolve().parents[2]
 

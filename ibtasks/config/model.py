@@ -1,0 +1,132 @@
+"""The validated configuration: frozen dataclasses, one per concept (`Config`, `DomU`), and the
+command-line `Options` that complete a config. `build.build_config` makes them from raw values.
+
+Paths are relative to `Config.root_dir` (inputs) and `Config.output_dir` (outputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ibtasks.config.boot_options import BootOptions
+from ibtasks.config.domain_props import DomUProps, XenProps
+from ibtasks.config.fit_settings import FitSettings
+from ibtasks.config.reader import Binary
+
+
+@dataclass(frozen=True)
+class DomU:
+    """One dom0less domU, `DOMU_*[index]`."""
+
+    index: int
+    kernel: Binary | None
+    cmd: str
+    ramdisk: Binary | None
+    passthrough_dtb: Binary | None
+    mem_mib: int
+    vcpus: int
+    noboot: bool
+    rootfs: Binary | None
+    cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
+    props: DomUProps = field(default_factory=DomUProps)  # upstream extras (domains.py)
+    driver_domain: bool = False
+
+    @property
+    def boots_with_xen(self) -> bool:
+        """Xen starts it at boot; the seed skips domUs with a rootfs or DOMU_NOBOOT."""
+        return not self.noboot and self.rootfs is None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one build needs, validated. Paths are relative to `root_dir`/`output_dir`."""
+
+    source: str
+    root_dir: Path
+    output_dir: Path
+    load_cmd: str
+    memory_start: int
+    memory_end: int
+    host_dtb: Binary | None  # DEVICE_TREE; None only with -s: U-Boot's control DTB is edited
+    xen: Binary  # the kernel the boot command starts: XEN, or LINUX in bare-metal mode
+    xen_cmd: str
+    dom0_kernel: Binary | None  # None: dom0less without a dom0
+    dom0_cmd: str
+    dom0_ramdisk: Binary | None
+    dom0_rootfs: Binary | None
+    domus: tuple[DomU, ...]
+    uboot_source: str
+    uboot_script: str
+    fdtedit: str
+    preedited_dtb: bool
+    boot_fs: str = "fat"
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    environ_used: tuple[str, ...] = field(default=(), compare=False)
+    # --strict or STRICT=y: warnings found while building (the layout's) are errors too.
+    strict: bool = False
+    partition_table: str = "gpt"  # disk-image: gpt or dos
+    boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
+    fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
+    xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
+    boot: BootOptions = field(default_factory=BootOptions)  # boot command, loads: bootopts.py
+
+    @property
+    def device_tree(self) -> Binary:
+        """DEVICE_TREE, for the code paths that load or read it (all but `-s` without it)."""
+        if self.host_dtb is None:
+            raise RuntimeError("no DEVICE_TREE: with -s the script edits U-Boot's control DTB")
+        return self.host_dtb
+
+    @property
+    def dtb_label(self) -> str:
+        """The host DTB as messages name it."""
+        if self.host_dtb is None:
+            return "U-Boot's control DTB (${fdtcontroladdr})"
+        return f"DEVICE_TREE ({self.host_dtb.path})"
+
+    @property
+    def linux_mode(self) -> bool:
+        """A bare-metal Linux boot (LINUX set, no XEN): no dom0, no domUs, no Xen."""
+        return self.xen.key == "LINUX"
+
+    def rootfs_archives(self) -> list[Binary]:
+        """DOM0_ROOTFS and every DOMU_ROOTFS, in partition order."""
+        found = [self.dom0_rootfs] + [d.rootfs for d in self.domus]
+        return [b for b in found if b is not None]
+
+    def binaries(self) -> list[Binary]:
+        """Every input that the boot script loads, in the seed's load order."""
+        # New modules go where upstream puts them relative to their neighbours: the policy
+        # after Xen, overlays just before the DTB, the bitstream after it.
+        found = [self.xen]
+        for extra in (self.boot.linux_ramdisk, self.boot.xen_policy, self.dom0_kernel,
+                      self.dom0_ramdisk):
+            if extra:
+                found.append(extra)
+        for domu in self.domus:
+            if domu.boots_with_xen:
+                found += [b for b in (domu.kernel, domu.ramdisk, domu.passthrough_dtb) if b]
+        found += [*self.boot.dt_overlays, *([self.host_dtb] if self.host_dtb else [])]
+        if self.boot.bitstream:
+            found.append(self.boot.bitstream)
+        return found
+
+
+@dataclass(frozen=True)
+class Options:
+    """Command-line choices that override or complete the config file."""
+
+    root_dir: Path
+    load_cmd: str | None = None  # from -t, already resolved; wins over LOAD_CMD
+    output_name: str | None = None  # -o NAME: NAME.source and NAME.scr
+    output_dir: Path | None = None  # default: root_dir, as the seed
+    preedited_dtb: bool = False
+    boot_fs: str | None = None  # disk-image --boot-fs, wins over BOOT_FS
+    partition_table: str | None = None  # disk-image --table, wins over PARTITION_TABLE
+    fit: bool = False  # -f
+    fit_key_dir: str | None = None  # -k KEY_DIR/HINT, wins over FIT_ENC_KEY_DIR
+    fit_u_boot_dtb: str | None = None  # -u DTB, wins over FIT_ENC_UB_DTB
+    prepend_path: str = ""  # -p PREPEND_PATH
+    calc: bool = False  # -s: addresses computed by U-Boot
+    strict: bool = False  # --strict: every warning is an error (also STRICT=y)

@@ -1,0 +1,396 @@
+"""disk.img from a GPT and partition image files, updated in place and kept sparse.
+
+Only partitions whose image file changed are rewritten: a record next to the disk
+(`disk.img.parts.json`) holds the table's digest, the disk's identity and each image's
+(size, mtime, inode) as copied. An image is replaced by rename (`write_atomic` or
+`build_fat_image`), so a new image always has a new stamp. Copies skip holes (SEEK_DATA /
+SEEK_HOLE) and use `os.copy_file_range`, so disk.img stays as sparse as its images.
+
+A partition builder that updates its image in place (`fatupdate`) says which byte ranges it
+rewrote in `<image>.changes.json`, with the generation it wrote and the one the ranges were
+computed against; when disk.img's record holds that earlier generation for the partition, only
+those ranges are copied, otherwise the whole partition, so a stale list is never applied.
+
+A run never leaves a disk.img that a later run takes as complete: before the first byte is
+written the record is deleted and disk.img is renamed to a temporary beside it (created
+exclusively under an unpredictable name, `.disk.img.ibtmp-*`, see `fsutil.make_temp_beside`);
+it gets its name back, and a new record, only when every partition is written. Without a valid
+record the next run writes the whole disk again.
+
+Layout: first partition at sector 2048, each partition 1 MiB aligned and its image's size
+rounded up to 1 MiB (unless a size is given), the disk ends 1 MiB after the last partition
+(room for the 33-sector backup table, and a whole number of MiB, as boards and QEMU like);
+with `power_of_two` (disk-image -a) the disk's size in MiB is rounded up to a power of two.
+A DOS table (`ibtasks.formats.mbr`) uses the same layout, with only the first sector as its table.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ibtasks.errors import UserError, hex_and_dec
+from ibtasks.formats.gpt import SECTOR, GptPartition, GptTable, build_gpt
+from ibtasks.formats.mbr import LINUX, MbrTable, build_mbr, derive_disk_id, mbr_partitions
+from ibtasks.fsutil import make_temp_beside, write_atomic
+
+MIB = 1024 * 1024
+FIRST_LBA = 2048
+ALIGN_SECTORS = MIB // SECTOR
+RECORD_VERSION = 2
+CHANGES_VERSION = 1
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+@dataclass(frozen=True)
+class PartitionImage:
+    """One partition: its GPT entry and the image file that fills it.
+
+    `size` is the partition's size in bytes (a multiple of 1 MiB, at least the image's
+    size); None means the image's size rounded up to 1 MiB.
+    """
+
+    name: str
+    type_guid: uuid.UUID
+    unique_guid: uuid.UUID
+    image: Path
+    size: int | None = None
+    mbr_type: int = LINUX  # its type byte in a DOS table
+    bootable: bool = False  # its DOS boot flag
+
+
+@dataclass(frozen=True)
+class DiskResult:
+    """What `assemble_disk` did: the layout, and which partitions (1-based) it wrote."""
+
+    path: Path
+    table: GptTable
+    written: tuple[int, ...]
+    bytes_copied: int
+    ranged: tuple[int, ...] = ()  # of `written`: those updated by their changed ranges only
+
+    @property
+    def size(self) -> int:
+        return self.table.total_sectors * SECTOR
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def plan_disk(
+    disk_guid: uuid.UUID, partitions: Sequence[PartitionImage], power_of_two: bool = False
+) -> GptTable:
+    """The GPT for `partitions` in order, sized from their image files."""
+    entries = []
+    lba = FIRST_LBA
+    for number, part in enumerate(partitions, start=1):
+        try:
+            image_size = os.stat(part.image).st_size
+        except OSError as exc:
+            raise UserError(
+                f"partition {number} ({part.name}): {part.image}: {exc.strerror}"
+            ) from exc
+        size = part.size if part.size is not None else _round_up(max(image_size, 1), MIB)
+        if size % MIB or size < image_size:
+            raise UserError(
+                f"partition {number} ({part.name}): size {hex_and_dec(size)} must be a multiple "
+                f"of 1 MiB and hold its image {part.image} of {hex_and_dec(image_size)} bytes"
+            )
+        sectors = size // SECTOR
+        entries.append(
+            GptPartition(part.name, part.type_guid, part.unique_guid, lba, lba + sectors - 1)
+        )
+        lba = _round_up(lba + sectors, ALIGN_SECTORS)
+    total = lba + ALIGN_SECTORS
+    if power_of_two:
+        total = power_of_two_mib(total * SECTOR) // SECTOR
+    return GptTable(total, disk_guid, tuple(entries))
+
+
+def power_of_two_mib(size: int) -> int:
+    """`size` rounded up to a whole number of MiB that is a power of two (upstream's -a)."""
+    mib = max(1, _round_up(size, MIB) // MIB)
+    return (1 << (mib - 1).bit_length()) * MIB
+
+
+def build_table(
+    table: GptTable, partitions: Sequence[PartitionImage], table_format: str
+) -> tuple[bytes, bytes]:
+    """(bytes for the start of the disk, bytes for its end) of a GPT or a DOS table."""
+    if table_format == "gpt":
+        return build_gpt(table)
+    bootable = next((i for i, p in enumerate(partitions) if p.bootable), None)
+    entries = mbr_partitions([(e.first_lba, e.sectors) for e in table.partitions],
+                             [p.mbr_type for p in partitions], bootable)
+    return build_mbr(MbrTable(derive_disk_id(table.disk_guid), entries)), b""
+
+
+def _stamp(st: os.stat_result) -> dict[str, int]:
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "dev": st.st_dev}
+
+
+def changes_path(image: str | os.PathLike[str]) -> Path:
+    """Where a partition builder records the ranges it rewrote in `image`."""
+    return Path(f"{os.fspath(image)}.changes.json")
+
+
+def new_generation() -> str:
+    """A fresh generation token: unique, so no stale list can match it by accident."""
+    return uuid.uuid4().hex
+
+
+def write_changes(
+    image: Path, generation: str, previous: str | None, ranges: Sequence[tuple[int, int]] | None
+) -> None:
+    """Say that `image` is now `generation`, and differs from `previous` only in `ranges`.
+
+    `ranges` None (or `previous` None) means everything may have changed. Written after the
+    image, stamped with its (size, mtime, inode), so it is ignored once the image changes again.
+    """
+    body = {
+        "version": CHANGES_VERSION,
+        "generation": generation,
+        "previous": previous if ranges is not None else None,
+        "image": _stamp(os.stat(image)),
+        "ranges": [[int(o), int(n)] for o, n in ranges] if ranges is not None else None,
+    }
+    write_atomic(changes_path(image), json.dumps(body).encode() + b"\n")
+
+
+def read_changes(image: str | os.PathLike[str], st: os.stat_result | None = None) -> Any:
+    """The changes record of `image` if it describes the image as it is now, else None."""
+    try:
+        data = json.loads(changes_path(image).read_text())
+        current = st if st is not None else os.stat(image)
+        if (
+            isinstance(data, dict)
+            and data.get("version") == CHANGES_VERSION
+            and isinstance(data.get("generation"), str)
+            and data.get("image") == _stamp(current)
+        ):
+            return data
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _part_stamp(image: Path) -> tuple[dict[str, Any], Any]:
+    st = os.stat(image)
+    changes = read_changes(image, st)
+    stamp: dict[str, Any] = dict(_stamp(st))
+    stamp["generation"] = changes["generation"] if changes else None
+    return stamp, changes
+
+
+def _changed_ranges(
+    changes: Any, old: dict[str, Any] | None, stamp: dict[str, Any]
+) -> list[tuple[int, int]] | None:
+    """The ranges to copy if disk.img holds exactly the generation they were computed against."""
+    if not changes or old is None or changes.get("previous") is None:
+        return None
+    if old.get("generation") != changes["previous"] or old.get("size") != stamp["size"]:
+        return None
+    ranges = changes.get("ranges")
+    if not isinstance(ranges, list):
+        return None
+    out = []
+    for item in ranges:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not all(isinstance(v, int) and v >= 0 for v in item)
+            or item[0] + item[1] > stamp["size"]
+        ):
+            return None
+        out.append((item[0], item[1]))
+    return out
+
+
+def _load_record(record: Path, output: Path, table_digest: str) -> list[Any] | None:
+    """The images' stamps of the last complete run, or None if disk.img is not that run's."""
+    try:
+        data = json.loads(record.read_text())
+        if (
+            data.get("version") == RECORD_VERSION
+            and data.get("table") == table_digest
+            and data.get("disk") == _stamp(os.stat(output))
+        ):
+            parts = data["parts"]
+            return parts if isinstance(parts, list) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def assemble_disk(
+    output: str | os.PathLike[str],
+    disk_guid: uuid.UUID,
+    partitions: Sequence[PartitionImage],
+    table_format: str = "gpt",
+    power_of_two: bool = False,
+) -> DiskResult:
+    """Make `output` hold the table (`gpt` or `dos`) and every partition image, writing only
+    what changed."""
+    target = Path(output)
+    table = plan_disk(disk_guid, partitions, power_of_two)
+    primary, backup = build_table(table, partitions, table_format)
+    # The size too: a DOS table does not hold it, and -a changes it.
+    digest = hashlib.sha256(primary + backup + b"%d" % table.total_sectors).hexdigest()
+    record = target.with_name(target.name + ".parts.json")
+    old = _load_record(record, target, digest)
+    if old is not None and old == [_part_stamp(part.image)[0] for part in partitions]:
+        return DiskResult(target, table, (), 0)  # up to date: do not even touch it
+    written: list[int] = []
+    ranged: list[int] = []
+    copied = 0
+    partial: Path | None = None
+    try:
+        record.unlink(missing_ok=True)
+        # The temporary is ours (O_EXCL, unpredictable name): a symlink planted at any name
+        # we could have guessed is never followed.
+        fd, partial = make_temp_beside(target)
+        if old is not None:
+            os.close(fd)
+            os.replace(target, partial)  # the disk keeps its blocks: updated in place
+            fd = os.open(partial, os.O_RDWR | os.O_NOFOLLOW)
+        try:
+            if old is None:  # an unchanged layout has the same table bytes already
+                os.pwrite(fd, primary, 0)
+            stamps = []
+            for number, (part, entry) in enumerate(
+                zip(partitions, table.partitions, strict=True), start=1
+            ):
+                stamp, changes = _part_stamp(part.image)
+                stamps.append(stamp)
+                before = old[number - 1] if old is not None and number <= len(old) else None
+                if before == stamp:
+                    continue
+                start = entry.first_lba * SECTOR
+                written.append(number)
+                ranges = _changed_ranges(changes, before, stamp)
+                if ranges is not None:
+                    copied += _write_ranges(part.image, fd, start, stamp["size"], ranges)
+                    ranged.append(number)
+                    continue
+                # Updating in place: punch holes where the new image has none of its own
+                # data, overwrite the rest (cheaper than freeing all blocks, then allocating).
+                copied += _write_image(part.image, fd, start, stamp["size"], old is not None)
+                if old is not None and entry.sectors * SECTOR > stamp["size"]:
+                    clear_range(fd, start + stamp["size"], entry.sectors * SECTOR - stamp["size"])
+            if old is None:
+                os.ftruncate(fd, table.total_sectors * SECTOR)
+                os.pwrite(fd, backup, table.total_sectors * SECTOR - len(backup))
+            os.fchmod(fd, 0o644)
+        finally:
+            os.close(fd)
+        os.replace(partial, target)
+        partial = None
+        body = {
+            "version": RECORD_VERSION,
+            "table": digest,
+            "disk": _stamp(os.stat(target)),
+            "parts": stamps,
+        }
+        write_atomic(record, json.dumps(body, indent=1).encode() + b"\n")
+    except OSError as exc:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        name = exc.filename or partial or target
+        raise UserError(f"cannot write {target}: {name}: {exc.strerror}") from exc
+    except BaseException:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise
+    return DiskResult(target, table, tuple(written), copied, tuple(ranged))
+
+
+def _write_image(image: Path, fd: int, offset: int, size: int, punch: bool) -> int:
+    src = os.open(image, os.O_RDONLY)
+    try:
+        if os.fstat(src).st_size != size:
+            raise UserError(f"{image} changed while disk.img was written; run again")
+        return copy_sparse(src, fd, size, 0, offset, punch_holes=punch)
+    finally:
+        os.close(src)
+
+
+def _write_ranges(
+    image: Path, fd: int, offset: int, size: int, ranges: Sequence[tuple[int, int]]
+) -> int:
+    src = os.open(image, os.O_RDONLY)
+    try:
+        if os.fstat(src).st_size != size:
+            raise UserError(f"{image} changed while disk.img was written; run again")
+        return sum(
+            copy_sparse(src, fd, length, at, offset + at, punch_holes=True)
+            for at, length in ranges
+        )
+    finally:
+        os.close(src)
+
+
+def copy_sparse(
+    src: int,
+    dst: int,
+    length: int,
+    src_offset: int = 0,
+    dst_offset: int = 0,
+    *,
+    punch_holes: bool = False,
+) -> int:
+    """Copy the data (not the holes) of `length` bytes between two files; return bytes copied.
+
+    Under the source's holes the destination is left as it is (it must be zeros there, as in a
+    fresh sparse file) or, with `punch_holes`, made a hole too.
+    """
+    end = src_offset + length
+    position = src_offset
+    copied = 0
+    while position < end:
+        try:
+            data = min(os.lseek(src, position, os.SEEK_DATA), end)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            data = end  # only a hole is left
+        if punch_holes and data > position:
+            clear_range(dst, dst_offset + (position - src_offset), data - position)
+        if data >= end:
+            break
+        hole = min(os.lseek(src, data, os.SEEK_HOLE), end)
+        at, to = data, dst_offset + (data - src_offset)
+        while at < hole:
+            done = os.copy_file_range(src, dst, hole - at, at, to)
+            if done == 0:
+                raise UserError("a source file shrank while it was being copied")
+            at += done
+            to += done
+        copied += hole - data
+        position = hole
+    return copied
+
+
+def clear_range(fd: int, offset: int, length: int) -> None:
+    """Turn a range of the disk back into a hole (zeros where the filesystem cannot)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fallocate = libc.fallocate
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+    if fallocate(fd, mode, offset, length) == 0:
+        return
+    if ctypes.get_errno() not in (errno.EOPNOTSUPP, errno.ENOSYS):
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    zeros = bytes(MIB)
+    for at in range(offset, offset + length, MIB):
+        os.pwrite(fd, zeros[: min(MIB, offset + length - at)], at)

@@ -1,0 +1,128 @@
+"""Run a task graph through doit's own API, so `doit list`/`info` see what the CLI runs.
+
+`run_graph` builds a namespace (DOIT_CONFIG + one task function) for `ModuleTaskLoader` and hands
+it to `DoitMain`; the reporter prints nothing on success and one line per user error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from doit.cmd_base import ModuleTaskLoader
+from doit.doit_cmd import DoitMain
+from doit.exceptions import TaskFailed
+from doit.reporter import ConsoleReporter
+
+from ibtasks.errors import UserError, error_line
+from ibtasks.tasks.digest_cache import make_checker
+from ibtasks.tasks.state_backend import BACKEND_NAME, PLUGIN_LOCATION
+
+# doit looks backends up by name among its plugins (see ibtasks.tasks.state_backend).
+PLUGINS = {"BACKEND": {BACKEND_NAME: PLUGIN_LOCATION}}
+
+
+class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
+    """Quiet on success; a user error is one `ibtasks: error:` line, a bug shows its traceback."""
+
+    desc = "ibtasks: silent, one line per error"
+    verbose = False
+
+
+    def execute_task(self, task: Any) -> None:
+        if self.verbose and task.actions:
+            sys.stderr.write(f"ibtasks: running {task.title()}\n")
+
+    def skip_uptodate(self, task: Any) -> None:
+        pass
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        if isinstance(fail, TaskFailed):
+            sys.stderr.write(error_line(fail.message))
+        else:
+            sys.stderr.write(f"ibtasks: internal error in {task.name}:\n{fail.get_msg()}\n")
+
+    def complete_run(self) -> None:
+        for message in self.runtime_errors:
+            sys.stderr.write(f"ibtasks: error: {message.strip().splitlines()[-1]}\n")
+
+
+class VerboseReporter(OneLineReporter):
+    """OneLineReporter that also names each task it runs (`-v`). A class of its own: doit hands
+    a reporter only its own options, never DOIT_CONFIG's."""
+
+    desc = "ibtasks: one line per task run and per error"
+    verbose = True
+
+
+def _backend_registered() -> bool:
+    """Whether a plain `doit` run sees our backend (ibtasks installed with its entry points)."""
+    from importlib.metadata import entry_points
+
+    return any(e.name == BACKEND_NAME for e in entry_points(group="doit.BACKEND"))
+
+
+def doit_config(work: Path, verbose: bool = False, *, registered: bool | None = None
+                ) -> dict[str, Any]:
+    """DOIT_CONFIG for our graph: a portable JSON dep file written atomically (tasks.state_backend)
+    and the digest-caching checker.
+
+    An embedding dodo.py can use it too: `DOIT_CONFIG = doit_config(Path('build/.ibtasks'))`;
+    where ibtasks runs from a checkout without its entry points, doit's plain `json` backend is
+    used. `registered` says the caller registers the backend itself (run_graph).
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    if registered is None:
+        registered = _backend_registered()
+    return {
+        "dep_file": str(work / "doit-deps.json"),
+        "backend": BACKEND_NAME if registered else "json",
+        "check_file_uptodate": make_checker(str(work / "digests.json")),
+        "reporter": VerboseReporter if verbose else OneLineReporter,
+        "verbosity": 0,
+    }
+
+
+def dump_state(dep_file: Path) -> int:
+    """`-- dumpdb`: doit's own dumpdb reads dbm files only; ours is JSON, printed sorted (as
+    doit's dumpdb prints a dbm file: every task's saved values and file states)."""
+    import json
+
+    try:
+        state = json.loads(dep_file.read_text())
+    except FileNotFoundError:
+        state = {}
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {dep_file}: {exc}") from exc
+    sys.stdout.write(json.dumps(state, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
+              argv: Sequence[str] = ("run",), verbose: bool = False,
+              cwd: Path | None = None) -> int:
+    """Run doit with `argv` (default: build everything) on the tasks; return doit's exit code.
+
+    With `cwd`, doit runs in that directory (the tasks' relative paths are relative to it; see
+    `taskgen.anchored`), so its record does not depend on where the tree lies.
+    """
+    config = doit_config(work.absolute(), verbose, registered=True)
+    if list(argv[:1]) == ["dumpdb"]:
+        return dump_state(Path(config["dep_file"]))
+
+    def task_ibtasks() -> Iterable[dict[str, Any]]:
+        yield from tasks()
+
+    namespace = {"DOIT_CONFIG": config, "task_ibtasks": task_ibtasks}
+    try:
+        with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+            code = DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv))
+    finally:
+        # Now, under the caller's build lock: at exit another build could hold it and take
+        # this write's temporary for a killed build's.
+        config["check_file_uptodate"].cache.save()
+    # doit's commands other than run (forget, clean, ignore, ...) return None on success.
+    return 0 if code is None else int(code)
