@@ -157,8 +157,8 @@ def test_the_fast_path_notices_an_environment_variable_the_config_uses(seed_inpu
 
 def test_the_fast_path_knows_every_option_that_takes_a_value() -> None:
     """stamp.stamp_for scans argv without argparse; it must skip the same option values."""
+    from ibtasks.cli.arguments import build_parser
     from ibtasks.cli.fast_path import VALUE_FLAGS
-    from ibtasks.cli.main import build_parser
 
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command")

@@ -1,0 +1,86 @@
+"""`ibtasks disk-image`: the partitioned disk image, as the original `disk_image` script."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ibtasks.cli.arguments import config_from_args, print_warnings
+from ibtasks.cli.folders import check_writable
+from ibtasks.cli.guarded import run_guarded
+from ibtasks.cli.uboot_script_gen import print_layout_warnings
+from ibtasks.errors import UserError, printable
+
+if TYPE_CHECKING:
+    from ibtasks.tasks.ownership import OutputGuard
+
+
+def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
+    from dataclasses import replace
+
+    from ibtasks.config.build import check_strict
+    from ibtasks.config.model import Options
+    from ibtasks.plan.disk_contents import check_disk_config
+    from ibtasks.plan.outputs import boot_outputs, check_output_clashes, inputs, outputs
+    from ibtasks.plan.outputs import disk_outputs as disk_clash_outputs
+    from ibtasks.tasks.boot import anchored, anchored_path, source_date_epoch, work_dir
+    from ibtasks.tasks.chain import plan_boot_script, script_flags, write_generated
+    from ibtasks.tasks.disk import DiskOptions, all_tasks, disk_outputs
+    from ibtasks.tasks.runner import run_graph
+
+    config = config_from_args(args, guard)
+    if args.slack < 0:
+        raise UserError(f"-s {args.slack}: the slack must be 0 MiB or more")
+    work = Path(args.work) if args.work else work_dir(config)
+    check_writable(work, "-w " if args.work else "")
+    image = Path(args.image)
+    check_writable(image.parent if str(image.parent) else Path("."), f"-o {args.image}: ")
+    options = DiskOptions(image=image, work=work, slack_mib=args.slack,
+                          power_of_two=args.power_of_two)
+    # The script: the one uboot-script-gen made (again, with its flags), the user's own as it
+    # is, or ours with disk-image's flags (see ibtasks.tasks.chain).
+    flags = script_flags(args)
+    plan = plan_boot_script(config, Path(args.config), flags, Options(
+        root_dir=config.root_dir, output_dir=config.output_dir, boot_fs=args.boot_fs,
+        partition_table=args.table))
+    check_strict(plan.warnings, config.strict)
+    print_warnings(plan.warnings)
+    for note in plan.notes:
+        sys.stderr.write(f"ibtasks: note: {printable(note)}\n")
+    generated = outputs(plan.config) if plan.config is not None else []
+    written = disk_clash_outputs(config, image, work, "-w" if args.work else "the work folder")
+    if plan.config is not None:
+        written = boot_outputs(plan.config, plan.flags.output_name) + written
+    check_output_clashes(written, inputs(config, Path(args.config)))
+    try:
+        check_disk_config(config)
+    except UserError:
+        guard.remove_ours([*generated, *disk_outputs(options)])
+        raise
+    epoch = source_date_epoch(os.environ)
+    argv = args.doit_args or ["run"]
+    anchor = config.output_dir
+    tasks_config = anchored(config, anchor)
+    boot = anchored(plan.config, anchor) if plan.config is not None else None
+    copied = [anchored_path(p, anchor) for p in plan.copied]
+    tasks_options = replace(options, image=anchored_path(image, anchor),
+                            work=anchored_path(work, anchor))
+    tasks = list(all_tasks(tasks_config, tasks_options, epoch, boot, copied))
+    guarded = [*generated, *disk_outputs(options)]
+    if args.work:
+        # -w names a folder of the user's (`-w .` is common): the partition images and their
+        # records there are kept from their files like any output.
+        guarded += [anchor / target for task in tasks if task.get("basename") == "ib_partition"
+                    for target in task["targets"]]
+    code = run_guarded(guard, guarded, argv,
+                       lambda: run_graph(lambda: tasks, work_dir(config), argv, args.verbose,
+                                         cwd=anchor))
+    if argv[0] == "run" and code == 0:
+        if plan.config is not None:
+            write_generated(plan.config, generated, plan.flags, plan.by, guard.recorded_sha256)
+        if (work_dir(config) / "layout.json").exists():  # none when the script is the user's
+            print_layout_warnings(work_dir(config))
+    return code

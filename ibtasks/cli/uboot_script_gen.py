@@ -1,0 +1,81 @@
+"""`ibtasks uboot-script-gen`: boot.source, boot.scr and the edited DTB, as the original script."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ibtasks.cli.arguments import config_from_args, print_warnings
+from ibtasks.cli.fast_path import write_stamp
+from ibtasks.cli.guarded import run_guarded
+
+if TYPE_CHECKING:
+    from ibtasks.config.model import Config
+    from ibtasks.config.reader import Binary
+    from ibtasks.plan.layout import Layout
+    from ibtasks.tasks.ownership import OutputGuard
+
+
+def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputGuard) -> int:
+    from ibtasks.plan.boot_script import render_final_message
+    from ibtasks.plan.layout import render_memory_map
+    from ibtasks.plan.outputs import boot_outputs, check_output_clashes, inputs, outputs
+    from ibtasks.tasks.boot import anchored, boot_tasks, source_date_epoch, work_dir
+    from ibtasks.tasks.chain import BY_SCRIPT_GEN, script_flags, write_generated
+    from ibtasks.tasks.runner import run_graph
+
+    config = config_from_args(args, guard)
+    check_output_clashes(boot_outputs(config, args.output_name),
+                         inputs(config, Path(args.config)))
+    epoch = source_date_epoch(os.environ)
+    argv = args.doit_args or ["run"]
+    work = work_dir(config)
+    # doit runs in the output directory, on paths relative to it: its record stays valid when
+    # the tree is copied elsewhere.
+    tasks_config = anchored(config, config.output_dir)
+    code = run_guarded(guard, outputs(config), argv,
+                       lambda: run_graph(lambda: boot_tasks(tasks_config, epoch), work, argv,
+                                         args.verbose, cwd=config.output_dir))
+    if argv[0] != "run" or code != 0:
+        return code
+    write_generated(config, outputs(config), script_flags(args), BY_SCRIPT_GEN,
+                    guard.recorded_sha256)
+    layout = print_layout_warnings(work)
+    out = io.StringIO()
+    if args.memory_map:
+        out.write(render_memory_map(layout))
+    for domu in config.domus:
+        if domu.rootfs is not None and not domu.noboot:
+            out.write(f"Skipping DomU[{domu.index}]: cannot handle non-ramdisk rootfs "
+                      "for dom0less VMs.\n")
+    out.write(render_final_message(config, layout))
+    sys.stdout.write(out.getvalue())
+    if stamp is not None and not config.warnings and not layout.warnings:
+        checks = (work / "check").iterdir() if (work / "check").is_dir() else iter(())
+        files = [args.config, *(str(p) for p in outputs(config)), str(work / "layout.json"),
+                 str(work / "doit-deps.json"), *(str(p) for p in checks),
+                 *(str(config.root_dir / b.path) for b in read_inputs(config)),
+                 *(str(p) for p in (config.fit.signing_inputs() if config.fit else []))]
+        names = [*config.environ_used, "SOURCE_DATE_EPOCH"]
+        write_stamp(stamp, files, {n: os.environ.get(n) for n in names}, out.getvalue())
+    return 0
+
+
+def read_inputs(config: Config) -> list[Binary]:
+    """The inputs a build reads: with -s only APPEND_EXTRA_CMDS, the binaries need not exist."""
+    extra = [config.boot.append_extra_cmds] if config.boot.append_extra_cmds else []
+    return extra + ([] if config.boot.calc else config.binaries())
+
+
+def print_layout_warnings(work: Path) -> Layout:
+    """The layout a build planned, after printing its warnings (loads against the DTB's /memory
+    banks, ibtasks.plan.memory_banks)."""
+    from ibtasks.plan.layout import Layout
+
+    layout = Layout.from_json((work / "layout.json").read_bytes())
+    print_warnings(layout.warnings)
+    return layout
