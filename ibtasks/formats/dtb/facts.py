@@ -42,7 +42,7 @@ class DtFacts:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> DtFacts:
         """The facts of `to_record`; a record of an older ibtasks lacks `memory` (its check
-        task reruns: see CHECK_RECORD_VERSION in taskgen), read here as no banks."""
+        task reruns: see CHECK_RECORD_VERSION in tasks.boot), read here as no banks."""
         return cls(record["address_cells"], record["size_cells"], tuple(record["phandles"]),
                    dict(record["cpus"]), dict(record["nodes"]),
                    tuple((int(a), int(s)) for a, s in record.get("memory", [])))
