@@ -46,7 +46,13 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "examples" / "embed"))
 from make_inputs import arm64_image  # noqa: E402
 
-from ibtasks.formats.fdtblob import Node, cells_value, strings_value, write_fdt  # noqa: E402
+from ibtasks.formats.dtb.tree import (  # noqa: E402
+    cells_value,
+    new_node,
+    new_tree,
+    strings_value,
+    write_dtb,
+)
 
 CONFIG = """MEMORY_START=0x40000000
 MEMORY_END=0x80000000
@@ -60,20 +66,20 @@ CPUPOOL[0]="cpu@0,cpu@1 credit2"
 
 def big_dtb(nodes: int) -> bytes:
     """RAM at 1 GiB, two CPUs without phandles, and `nodes` devices with phandles under /bus."""
-    devices = tuple(Node(f"device@{i:x}", (("compatible", strings_value("vendor,device")),
-                                           ("reg", cells_value(i, 0x10)),
-                                           ("phandle", cells_value(i + 1))))
+    devices = tuple(new_node(f"device@{i:x}", (("compatible", strings_value("vendor,device")),
+                                               ("reg", cells_value(i, 0x10)),
+                                               ("phandle", cells_value(i + 1))))
                     for i in range(nodes))
-    cpus = Node("cpus", (("#address-cells", cells_value(1)), ("#size-cells", cells_value(0))),
-                tuple(Node(f"cpu@{i}", (("device_type", strings_value("cpu")),
-                                        ("reg", cells_value(i)))) for i in range(2)))
-    return write_fdt(Node("", (("#address-cells", cells_value(2)),
-                               ("#size-cells", cells_value(2))), (
-        Node("chosen"), cpus,
-        Node("memory@40000000", (("device_type", strings_value("memory")),
-                                 ("reg", cells_value(0, 0x40000000, 0, 0x80000000)))),
-        Node("bus", (("#address-cells", cells_value(1)), ("#size-cells", cells_value(1))),
-             devices))))
+    cpus = new_node("cpus", (("#address-cells", cells_value(1)), ("#size-cells", cells_value(0))),
+                    tuple(new_node(f"cpu@{i}", (("device_type", strings_value("cpu")),
+                                                ("reg", cells_value(i)))) for i in range(2)))
+    return write_dtb(new_tree(new_node("", (("#address-cells", cells_value(2)),
+                                            ("#size-cells", cells_value(2))), (
+        new_node("chosen"), cpus,
+        new_node("memory@40000000", (("device_type", strings_value("memory")),
+                                     ("reg", cells_value(0, 0x40000000, 0, 0x80000000)))),
+        new_node("bus", (("#address-cells", cells_value(1)), ("#size-cells", cells_value(1))),
+                 devices)))))
 
 
 def measured(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None

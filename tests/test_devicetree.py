@@ -14,8 +14,18 @@ import fdt
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.formats.devicetree import apply_edits, check_dtb, read_reserved_regions
-from ibtasks.formats.dt_edits import Cells, DtEdit, Flag, MakeNode, SetProp, Strings, reg_cells
+from ibtasks.formats.dtb.edits import (
+    Cells,
+    DtEdit,
+    Flag,
+    MakeNode,
+    SetProp,
+    Strings,
+    apply_edits,
+    reg_cells,
+)
+from ibtasks.formats.dtb.facts import read_reserved_regions
+from ibtasks.formats.dtb.tree import check_dtb
 
 SOURCE = "DEVICE_TREE (board.dtb)"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ibtasks.errors import UserError
-from ibtasks.formats.fdtblob import read_fdt
+from ibtasks.formats.dtb.tree import child_node, node_prop, parse_dtb
 from ibtasks.formats.fit import SIGN_ALGO, Fit, FitConfig, FitImage, Signature, build_fit, parse_fit
 from tests.conftest import run_ibtasks
 
@@ -146,8 +146,8 @@ def test_fit_with_a_load_address_above_4_gib_uses_two_address_cells(tmp_path: Pa
     kernel = listed_images(dumpimage_list(path))["host_kernel"]
     assert kernel["Load Address"] == "0x880200000"
     assert kernel["Entry Point"] == "0x880200000"
-    root = read_fdt(path.read_bytes(), "high.fit")
-    assert root.prop("#address-cells") == b"\0\0\0\2"
+    root = parse_dtb(path.read_bytes(), "high.fit")[0].root
+    assert node_prop(root, "#address-cells") == b"\0\0\0\2"
     assert parse_fit(path.read_bytes()) == fit
 
 
@@ -321,13 +321,13 @@ def test_dash_k_signs_every_image_so_that_openssl_verifies_it(seed_inputs: Path,
     assert result.returncode == 0, result.stderr
     listing = dumpimage_list(seed_inputs / "boot.fit")
     assert listing.count("Sign algo:    sha1,rsa2048:dev") == len(IMAGES)
-    root = read_fdt((seed_inputs / "boot.fit").read_bytes(), "boot.fit")
-    images = root.child("images")
+    root = parse_dtb((seed_inputs / "boot.fit").read_bytes(), "boot.fit")[0].root
+    images = child_node(root, "images")
     assert images is not None
-    for node in images.children:
-        signature = node.child("signature")
-        assert signature is not None and signature.prop("value") is not None, node.name
-        value, data = signature.prop("value"), node.prop("data")
+    for node in images.nodes:
+        signature = child_node(node, "signature")
+        assert signature is not None and node_prop(signature, "value") is not None, node.name
+        value, data = node_prop(signature, "value"), node_prop(node, "data")
         assert value is not None and data is not None
         assert verify_with_openssl(data, value, keys / "dev.crt", tmp_path), node.name
         assert not verify_with_openssl(data + b"x", value, keys / "dev.crt", tmp_path)

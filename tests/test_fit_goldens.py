@@ -16,9 +16,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import fdt
 import pytest
 
-from ibtasks.formats.fdtblob import Node, read_fdt
+from ibtasks.formats.dtb.tree import child_node, node_prop, parse_dtb
 from ibtasks.formats.fit import Fit, parse_fit
 from tests.conftest import REPO, run_ibtasks
 from tests.fdtscript import chosen_meaning
@@ -27,12 +28,12 @@ UPSTREAM = REPO / "tests" / "goldens" / "upstream"
 CASES = sorted(p.name for p in UPSTREAM.iterdir() if p.is_dir() and p.name.startswith("fit-"))
 
 
-def text(node: Node, name: str) -> str | None:
-    raw = node.prop(name)
+def text(node: fdt.Node, name: str) -> str | None:
+    raw = node_prop(node, name)
     return raw[:-1].decode() if raw is not None else None
 
 
-def compile_its(case: str, inputs: Path) -> Node:
+def compile_its(case: str, inputs: Path) -> fdt.Node:
     """Upstream's .its as a tree, its /incbin/ files taken from `inputs` and `expected/`."""
     expected = UPSTREAM / case / "expected"
     work = inputs / "upstream"
@@ -45,7 +46,7 @@ def compile_its(case: str, inputs: Path) -> Node:
     dtb = work / "its.dtb"
     subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(dtb), its.name], cwd=work,
                    check=True)
-    return read_fdt(dtb.read_bytes(), its.name)
+    return parse_dtb(dtb.read_bytes(), its.name)[0].root
 
 
 def build_ours(case: str, inputs: Path) -> tuple[subprocess.CompletedProcess[str], Fit, str]:
@@ -67,19 +68,19 @@ def case_inputs(seed_inputs: Path) -> Path:
 def test_images_mean_what_upstreams_its_says(case: str, case_inputs: Path) -> None:
     theirs = compile_its(case, case_inputs)
     _, ours, _ = build_ours(case, case_inputs)
-    images = theirs.child("images")
+    images = child_node(theirs, "images")
     assert images is not None
-    assert sorted(n.name for n in images.children) == sorted(i.name for i in ours.images)
-    for node in images.children:
+    assert sorted(n.name for n in images.nodes) == sorted(i.name for i in ours.images)
+    for node in images.nodes:
         mine = ours.image(node.name)
         assert mine.type == text(node, "type"), node.name
         assert mine.arch == text(node, "arch"), node.name
         assert mine.os == text(node, "os"), node.name
         assert mine.description == text(node, "description"), node.name
         assert text(node, "compression") == "none"
-        assert (mine.entry is not None) == (node.prop("entry") is not None), node.name
-        assert [c.name for c in node.children] == ["hash"]  # md5 upstream; ours crc32+sha1
-        data = node.prop("data")
+        assert (mine.entry is not None) == (node_prop(node, "entry") is not None), node.name
+        assert [c.name for c in node.nodes] == ["hash"]  # md5 upstream; ours crc32+sha1
+        data = node_prop(node, "data")
         if node.name not in ("host_fdt", "boot_scr"):
             assert mine.data == data, node.name
 
@@ -88,14 +89,14 @@ def test_images_mean_what_upstreams_its_says(case: str, case_inputs: Path) -> No
 def test_configuration_matches_upstreams(case: str, case_inputs: Path) -> None:
     theirs = compile_its(case, case_inputs)
     _, ours, _ = build_ours(case, case_inputs)
-    configs = theirs.child("configurations")
+    configs = child_node(theirs, "configurations")
     assert configs is not None and text(configs, "default") == ours.default == "config"
-    config = configs.child("config")
+    config = child_node(configs, "config")
     assert config is not None
     mine = ours.configs[0]
     assert mine.kernel == text(config, "kernel")
     assert mine.fdt == (text(config, "fdt"),)
-    loadables = config.prop("loadables")
+    loadables = node_prop(config, "loadables")
     assert loadables is not None
     assert sorted(mine.loadables) == sorted(loadables[:-1].decode().split("\0"))
 
@@ -123,14 +124,14 @@ def test_dtb_in_the_fit_has_upstreams_chosen(case: str, case_inputs: Path,
                                              tmp_path: Path) -> None:
     theirs = compile_its(case, case_inputs)
     _, ours, _ = build_ours(case, case_inputs)
-    images = theirs.child("images")
+    images = child_node(theirs, "images")
     assert images is not None
-    their_loads = {int.from_bytes(n.prop("load") or b"", "big"): n.name for n in images.children}
+    their_loads = {int.from_bytes(node_prop(n, "load") or b"", "big"): n.name for n in images.nodes}
     our_loads = {i.load: i.name for i in ours.images}
     their_dtb, our_dtb = tmp_path / "theirs.dtb", tmp_path / "ours.dtb"
-    host_fdt = images.child("host_fdt")
+    host_fdt = child_node(images, "host_fdt")
     assert host_fdt is not None
-    their_dtb.write_bytes(host_fdt.prop("data") or b"")
+    their_dtb.write_bytes(node_prop(host_fdt, "data") or b"")
     our_dtb.write_bytes(ours.image("host_fdt").data)
     assert _by_name(chosen_meaning(our_dtb), our_loads) == \
         _by_name(chosen_meaning(their_dtb), their_loads)

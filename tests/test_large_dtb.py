@@ -1,7 +1,7 @@
 """A board DTB of 20,000 nodes goes through the check and the edits intact (correctness only;
 benchmarks/bench_large_inputs.py measures that the time per node stays flat).
 
-The DTB is written by our own FIT writer (ibtasks.formats.fdtblob) and read back with fdtget: every
+The DTB is written by our own DTB writer (ibtasks.formats.dtb.tree) and read back with fdtget: every
 node kept, the /chosen edits applied, and the cpupool's new phandles allocated downward from
 0xfffffffe past the phandles the board already uses.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ibtasks.formats.fdtblob import Node, cells_value, strings_value, write_fdt
+from ibtasks.formats.dtb.tree import cells_value, new_node, new_tree, strings_value, write_dtb
 from tests.conftest import run_ibtasks
 
 NODES = 20_000
@@ -21,22 +21,23 @@ def big_board(path: Path, nodes: int = NODES) -> None:
     """A root with /cpus (two CPUs without phandles), RAM at 1 GiB and `nodes` devices under
     /bus, each with a phandle; the last one takes 0xfffffffe, the first phandle we allocate."""
     devices = tuple(
-        Node(f"device@{i:x}", (("compatible", strings_value("vendor,device")),
-                               ("reg", cells_value(i, 0x10)),
-                               ("phandle", cells_value(0xFFFFFFFE if i == nodes - 1 else i + 1))))
+        new_node(f"device@{i:x}", (
+            ("compatible", strings_value("vendor,device")),
+            ("reg", cells_value(i, 0x10)),
+            ("phandle", cells_value(0xFFFFFFFE if i == nodes - 1 else i + 1))))
         for i in range(nodes))
-    cpus = Node("cpus", (("#address-cells", cells_value(1)), ("#size-cells", cells_value(0))),
-                tuple(Node(f"cpu@{i}", (("device_type", strings_value("cpu")),
-                                        ("reg", cells_value(i)))) for i in range(2)))
-    root = Node("", (("#address-cells", cells_value(2)), ("#size-cells", cells_value(2))), (
-        Node("chosen"),
+    cpus = new_node("cpus", (("#address-cells", cells_value(1)), ("#size-cells", cells_value(0))),
+                    tuple(new_node(f"cpu@{i}", (("device_type", strings_value("cpu")),
+                                                ("reg", cells_value(i)))) for i in range(2)))
+    root = new_node("", (("#address-cells", cells_value(2)), ("#size-cells", cells_value(2))), (
+        new_node("chosen"),
         cpus,
-        Node("memory@40000000", (("device_type", strings_value("memory")),
-                                 ("reg", cells_value(0, 0x40000000, 0, 0x80000000)))),
-        Node("bus", (("#address-cells", cells_value(1)), ("#size-cells", cells_value(1))),
-             devices),
+        new_node("memory@40000000", (("device_type", strings_value("memory")),
+                                     ("reg", cells_value(0, 0x40000000, 0, 0x80000000)))),
+        new_node("bus", (("#address-cells", cells_value(1)), ("#size-cells", cells_value(1))),
+                 devices),
     ))
-    path.write_bytes(write_fdt(root))
+    path.write_bytes(write_dtb(new_tree(root)))
 
 
 def fdtget(dtb: Path, *args: str) -> str:

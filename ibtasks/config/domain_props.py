@@ -1,7 +1,7 @@
 """Upstream's per-domain and Xen-wide keys (dom0less extras): read, validated, as frozen values.
 
 `config.build_config` calls `build_domu_props` per domU and `build_xen_props` once; the device
-tree edits they lead to are planned in `domain_edits`. Formats follow upstream ImageBuilder's
+tree edits they lead to are planned in `plan.chosen`. Formats follow upstream ImageBuilder's
 README and Xen's docs/misc/arm/device-tree/booting.txt.
 """
 

@@ -2,7 +2,8 @@
 
 Built and parsed in Python; the layout is what `mkimage -f` makes of the equivalent .its (root
 `timestamp` first, each hash node's `value` before its `algo`), so `dumpimage -l` and U-Boot's
-`imxtract` and `source ADDR:boot_scr` read it. Signing is left to mkimage (see `fitsign`).
+`imxtract` and `source ADDR:boot_scr` read it. A FIT is a tree of the one DTB model
+(`formats.dtb.tree`), its `data` kept as raw bytes. Signing is left to mkimage (`fit_sign`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,19 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 
+import fdt
+
 from ibtasks.errors import UserError
-from ibtasks.formats.fdtblob import Node, cells_value, read_fdt, strings_value, write_fdt
+from ibtasks.formats.dtb.tree import (
+    cells_value,
+    child_node,
+    new_node,
+    new_tree,
+    node_prop,
+    parse_dtb,
+    strings_value,
+    write_dtb,
+)
 
 # crc32 and sha1 as U-Boot's own examples (doc/usage/fit/kernel.rst). Upstream ImageBuilder
 # writes md5, which U-Boot builds such as Debian's qemu_arm64 lack: there `imxtract` stops with
@@ -95,7 +107,7 @@ def _address(value: int, cells: int) -> bytes:
     return value.to_bytes(4 * cells, "big")
 
 
-def _image_node(image: FitImage, cells: int) -> Node:
+def _image_node(image: FitImage, cells: int) -> fdt.Node:
     props: list[tuple[str, bytes]] = [
         ("description", strings_value(image.description)),
         ("data", image.data),
@@ -112,19 +124,19 @@ def _image_node(image: FitImage, cells: int) -> Node:
     if image.entry is not None:
         props.append(("entry", _address(image.entry, cells)))
     children = [
-        Node(f"hash-{n}" if len(image.hashes) > 1 else "hash",
-             (("value", hash_value(algo, image.data)), ("algo", strings_value(algo))))
+        new_node(f"hash-{n}" if len(image.hashes) > 1 else "hash",
+                 (("value", hash_value(algo, image.data)), ("algo", strings_value(algo))))
         for n, algo in enumerate(image.hashes, 1)
     ]
     if image.signature:
-        children.append(Node("signature", (
+        children.append(new_node("signature", (
             ("algo", strings_value(image.signature.algo)),
             ("key-name-hint", strings_value(image.signature.key_name_hint)),
         )))
-    return Node(image.name, tuple(props), tuple(children))
+    return new_node(image.name, props, children)
 
 
-def _config_node(config: FitConfig) -> Node:
+def _config_node(config: FitConfig) -> fdt.Node:
     props = [("description", strings_value(config.description))]
     if config.kernel:
         props.append(("kernel", strings_value(config.kernel)))
@@ -136,32 +148,34 @@ def _config_node(config: FitConfig) -> Node:
         props.append(("fpga", strings_value(config.fpga)))
     if config.loadables:
         props.append(("loadables", strings_value(*config.loadables)))
-    return Node(config.name, tuple(props))
+    return new_node(config.name, props)
 
 
 def build_fit(fit: Fit) -> bytes:
-    """The FIT blob, with every hash computed."""
+    """The FIT blob (bytes), with every hash computed; the layout `mkimage -f` gives the
+    equivalent .its (see the module docstring). ValueError for duplicate image names or an
+    unsupported hash algorithm (the planner never makes either)."""
     names = [image.name for image in fit.images]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate FIT image names in {names}")
     cells = _address_cells(fit)
     configs_props = (("default", strings_value(fit.default)),) if fit.default else ()
-    root = Node("/", (
+    root = new_node("/", (
         ("timestamp", cells_value(fit.timestamp & 0xFFFFFFFF)),
         ("description", strings_value(fit.description)),
         ("#address-cells", cells_value(cells)),
     ), (
-        Node("images", (), tuple(_image_node(i, cells) for i in fit.images)),
-        Node("configurations", configs_props, tuple(_config_node(c) for c in fit.configs)),
+        new_node("images", (), [_image_node(i, cells) for i in fit.images]),
+        new_node("configurations", configs_props, [_config_node(c) for c in fit.configs]),
     ))
-    return write_fdt(root)
+    return write_dtb(new_tree(root))
 
 
 # --- parsing ----------------------------------------------------------------------------------
 
 
-def _text(node: Node, name: str, source: str) -> str | None:
-    raw = node.prop(name)
+def _text(node: fdt.Node, name: str, source: str) -> str | None:
+    raw = node_prop(node, name)
     if raw is None:
         return None
     if not raw.endswith(b"\0"):
@@ -169,13 +183,13 @@ def _text(node: Node, name: str, source: str) -> str | None:
     return raw[:-1].decode()
 
 
-def _texts(node: Node, name: str) -> tuple[str, ...]:
-    raw = node.prop(name)
+def _texts(node: fdt.Node, name: str) -> tuple[str, ...]:
+    raw = node_prop(node, name)
     return tuple(raw[:-1].decode().split("\0")) if raw else ()
 
 
-def _number(node: Node, name: str, source: str) -> int | None:
-    raw = node.prop(name)
+def _number(node: fdt.Node, name: str, source: str) -> int | None:
+    raw = node_prop(node, name)
     if raw is None:
         return None
     if len(raw) not in (4, 8):
@@ -183,18 +197,18 @@ def _number(node: Node, name: str, source: str) -> int | None:
     return int.from_bytes(raw, "big")
 
 
-def _parse_image(node: Node, source: str) -> FitImage:
-    data = node.prop("data")
+def _parse_image(node: fdt.Node, source: str) -> FitImage:
+    data = node_prop(node, "data")
     kind = _text(node, "type", source)
     load = _number(node, "load", source)
     if data is None or kind is None or load is None:
         raise UserError(f"FIT image {node.name} lacks data, type or load", source)
     hashes = []
     signature = None
-    for child in node.children:
+    for child in node.nodes:
         algo = _text(child, "algo", source) or ""
         if child.name.startswith("hash"):
-            if child.prop("value") != hash_value(algo, data):
+            if node_prop(child, "value") != hash_value(algo, data):
                 raise UserError(f"FIT image {node.name}: {algo} hash mismatch", source)
             hashes.append(algo)
         elif child.name.startswith("signature"):
@@ -215,15 +229,16 @@ def _parse_image(node: Node, source: str) -> FitImage:
 
 
 def parse_fit(blob: bytes, source: str = "FIT") -> Fit:
-    """Read a FIT built by us or by mkimage (embedded data only), checking every hash."""
-    root = read_fdt(blob, source)
-    images, configs = root.child("images"), root.child("configurations")
+    """Read a FIT built by us or by mkimage (embedded data only), checking every hash.
+    Raises UserError naming `source` when it is not a FIT, is corrupt or a hash mismatches."""
+    root = parse_dtb(blob, source)[0].root
+    images, configs = child_node(root, "images"), child_node(root, "configurations")
     if images is None or configs is None:
         raise UserError("not a FIT: no /images or /configurations node", source)
     return Fit(
         description=_text(root, "description", source) or "",
         timestamp=_number(root, "timestamp", source) or 0,
-        images=tuple(_parse_image(node, source) for node in images.children),
+        images=tuple(_parse_image(node, source) for node in images.nodes),
         configs=tuple(
             FitConfig(
                 name=node.name,
@@ -234,7 +249,7 @@ def parse_fit(blob: bytes, source: str = "FIT") -> Fit:
                 fpga=_text(node, "fpga", source),
                 loadables=_texts(node, "loadables"),
             )
-            for node in configs.children
+            for node in configs.nodes
         ),
         default=_text(configs, "default", source),
     )

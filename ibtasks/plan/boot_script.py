@@ -10,7 +10,7 @@ import os
 
 from ibtasks.config.board_paths import absolute_lexical, board_path
 from ibtasks.config.model import Config
-from ibtasks.formats.dt_edits import Cells, DtEdit, MakeNode, Strings, render_fdt_command
+from ibtasks.formats.dtb.edits import Cells, DtEdit, MakeNode, Strings, render_fdt_command
 from ibtasks.formats.hush import quote_word
 from ibtasks.plan.fit import image_name
 from ibtasks.plan.layout import Layout

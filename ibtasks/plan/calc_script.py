@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from ibtasks.config.model import Config
-from ibtasks.formats.dt_edits import render_fdt_command
+from ibtasks.formats.dtb.edits import render_fdt_command
 from ibtasks.formats.hush import quote_string
 from ibtasks.plan.boot_script import boot_command, extra_commands, fdt_growth, script_path
 from ibtasks.plan.chosen import plan_chosen_edits

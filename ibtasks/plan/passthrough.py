@@ -12,7 +12,7 @@ what xl cannot express instead of writing it wrong: unaligned regions, non-SPI i
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import fdt
 
 from ibtasks.errors import UserError
-from ibtasks.formats.devicetree import parse_dtb
+from ibtasks.formats.dtb.tree import node_path, node_prop, parse_dtb, walk
 
 if TYPE_CHECKING:
     from ibtasks.config.model import Config
@@ -53,13 +53,6 @@ class Passthrough:
         return lines
 
 
-def _raw(node: fdt.Node, name: str) -> bytes | None:
-    prop = node.get_property(name)
-    if prop is None:
-        return None
-    return bytes(prop.data) if isinstance(prop, fdt.PropBytes) else b""
-
-
 def _cells(raw: bytes) -> list[int]:
     return [int.from_bytes(raw[at:at + 4], "big") for at in range(0, len(raw) - 3, 4)]
 
@@ -71,15 +64,8 @@ def _number(cells: list[int]) -> int:
     return value
 
 
-def _walk(node: fdt.Node, path: str) -> Iterator[tuple[str, fdt.Node]]:
-    """Each node below `node` with its path, in device-tree order (as dtc prints them)."""
-    yield path, node
-    for child in node.nodes:
-        yield from _walk(child, f"{path}/{child.name}")
-
-
 def _cell_count(node: fdt.Node, name: str, default: int, where: str) -> int:
-    raw = _raw(node, name)
+    raw = node_prop(node, name)
     if raw is None:
         return default
     if len(raw) != 4 or not 1 <= int.from_bytes(raw, "big") <= 2:
@@ -143,16 +129,17 @@ def read_passthrough(dtb: bytes, dtb_name: str, where: str) -> Passthrough:
     paths: list[str] = []
     forced: set[str] = set()
     irqs: list[int] = []
-    for place, node in _walk(top, "/passthrough"):
-        reg = _raw(node, "xen,reg")
+    for node in walk(top):  # in device-tree order, as dtc prints them
+        place = node_path(node)
+        reg = node_prop(node, "xen,reg")
         if reg is not None:
             iomem += _iomem(reg, address_cells, size_cells, place, where)
-        path = _raw(node, "xen,path")
+        path = node_prop(node, "xen,path")
         if path is not None:
             paths.append(_string(path, place, where))
-            if _raw(node, "xen,force-assign-without-iommu") is not None:
+            if node_prop(node, "xen,force-assign-without-iommu") is not None:
                 forced.add(paths[-1])
-        interrupts = _raw(node, "interrupts")
+        interrupts = node_prop(node, "interrupts")
         if interrupts is not None:
             irqs += _irqs(interrupts, place, where)
     dtdev = tuple(p for p in paths if p not in forced)

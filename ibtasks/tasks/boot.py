@@ -31,15 +31,19 @@ from doit.exceptions import TaskFailed
 from ibtasks.config.model import Config
 from ibtasks.config.reader import Binary
 from ibtasks.errors import UserError
-from ibtasks.formats import devicetree
 from ibtasks.formats.cells import check_u32
-from ibtasks.formats.dt_facts import DtFacts, read_dt_facts
 from ibtasks.formats.dt_overlay import apply_overlays
+from ibtasks.formats.dtb.edits import apply_edits
+from ibtasks.formats.dtb.facts import (
+    DtFacts,
+    check_host_dtb,
+    read_dt_facts,
+    read_reserved_regions,
+)
 from ibtasks.formats.file_check import Role, check_file
 from ibtasks.formats.filetype import choose_arch
 from ibtasks.formats.fit import build_fit
 from ibtasks.formats.fit_sign import sign_fit
-from ibtasks.formats.host_dtb import check_host_dtb
 from ibtasks.formats.uimage import (
     HEADER,
     LegacyImage,
@@ -51,8 +55,8 @@ from ibtasks.fsutil import replacing, write_atomic, write_if_changed
 from ibtasks.plan.boot_command import check_boot_command
 from ibtasks.plan.boot_script import render_boot_source, xen_uimage_name
 from ibtasks.plan.calc_script import render_calc_boot_source
+from ibtasks.plan.chosen import edit_inputs as domain_edit_inputs
 from ibtasks.plan.chosen import plan_chosen_edits
-from ibtasks.plan.domain_edits import edit_inputs as domain_edit_inputs
 from ibtasks.plan.fit import FitSettings, check_fit_fits, plan_fit
 from ibtasks.plan.layout import Layout, Module, plan_layout
 from ibtasks.plan.memory_banks import check_layout_in_banks
@@ -143,7 +147,7 @@ def run_step(func: Callable[..., None], *args: Any) -> TaskFailed | None:
 def check_binary(key: str, role: str, path: str, where: str, out: str,
                  dt_paths: tuple[str, ...] = (), boot_cmd: str | None = None) -> None:
     """Check one input's type and record its sizes (and a DTB's reserved memory and the facts
-    the domain edits need, `dtfacts`) as JSON; for the host kernel, that `boot_cmd` (BOOT_CMD)
+    the domain edits need, `dtb.facts`) as JSON; for the host kernel, that `boot_cmd` (BOOT_CMD)
     can start it (bootcmdcheck)."""
     try:
         info = check_file(Path(path), Role(role), key)
@@ -157,7 +161,7 @@ def check_binary(key: str, role: str, path: str, where: str, out: str,
                               "effective_size": info.effective_size, "arch": info.arch}
     if key == "DEVICE_TREE":
         data = Path(path).read_bytes()
-        record["reserved"] = devicetree.read_reserved_regions(data, f"{key} ({path})")
+        record["reserved"] = read_reserved_regions(data, f"{key} ({path})")
         record["facts"] = read_dt_facts(data, f"{key} ({path})", dt_paths).to_record()
         try:
             check_host_dtb(data, key, Path(path).name)
@@ -221,7 +225,7 @@ def write_edited_dtb(config: Config, dtb: str, layout_path: str, out: str,
     base = apply_overlays(Path(dtb).read_bytes(),
                           [(b.key, config.root_dir / b.path) for b in config.boot.dt_overlays],
                           source)
-    write_atomic(out, devicetree.apply_edits(base, edits, source))
+    write_atomic(out, apply_edits(base, edits, source))
 
 
 def write_boot_source(config: Config, layout_path: str, out: str,
