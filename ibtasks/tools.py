@@ -223,6 +223,6 @@ def find_signing_mkimage(where: str | None = None) -> str:
     mkimage = find_tool(MKIMAGE)
     usage = run_tool([mkimage, "-h"], "mkimage -h failed", where, check=False)
     if not mkimage_signs(usage.stderr + usage.stdout):
-        raise UserError(f"{mkimage} cannot sign FITs (built without CONFIG_FIT_SIGNATURE): "
+        raise UserError(f"{mkimage} cannot sign FITs (built without FIT signature support): "
                         f"install {MKIMAGE.package} (apt-get install {MKIMAGE.package})", where)
     return mkimage
