@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pyfatfs import FAT_OEM_ENCODING
-from pyfatfs._exceptions import PyFATException
+from pyfatfs._exceptions import NotAnLFNEntryException, PyFATException
 from pyfatfs.DosDateTime import DosDateTime
 from pyfatfs.EightDotThree import EightDotThree
 from pyfatfs.FATDirectoryEntry import FATDirectoryEntry, make_lfn_entry
@@ -250,13 +250,20 @@ def _add_files(
 
 
 def _lookup(parent: FATDirectoryEntry, name: str) -> FATDirectoryEntry | None:
-    """The entry `name` of directory `parent` (FAT names ignore case), or None."""
-    try:
-        return parent.get_entry(name)
-    except PyFATException as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise
+    """The entry of directory `parent` whose long or short name is `name` ignoring case, as
+    FAT readers (and a vfat mount) match names, or None; so `Sub/a` and `sub/b` share one
+    directory, spelled as first given."""
+    wanted = name.upper()
+    dirs, files, _ = parent.get_entries()
+    for entry in dirs + files:
+        try:
+            if entry.get_long_name().upper() == wanted:
+                return entry
+        except NotAnLFNEntryException:
+            pass
+        if entry.get_short_name().upper() == wanted:
+            return entry
+    return None
 
 
 def _make_entry(pf: PyFat, parent: FATDirectoryEntry, name: str, item: BootFile,
