@@ -132,6 +132,8 @@ def _fixed_clock(epoch: int) -> Iterator[None]:
 
 
 def check_label(label: str) -> str:
+    """`label` if it can be a FAT volume label (up to 11 upper-case ASCII characters, no `"`),
+    else UserError."""
     if len(label) > 11 or not label.isascii() or label != label.upper() or '"' in label:
         raise UserError(f"FAT volume label {label!r}: up to 11 upper-case ASCII characters")
     return label

@@ -23,15 +23,18 @@ class Console:
         self._log = log.open("w", encoding="utf-8", errors="replace")
 
     def add(self, data: bytes) -> None:
+        """Append QEMU's output (UTF-8, CRs dropped) to the text and the log."""
         chunk = data.decode("utf-8", errors="replace").replace("\r", "")
         self.text += chunk
         self._log.write(chunk)
         self._log.flush()
 
     def close(self) -> None:
+        """Close the log file."""
         self._log.close()
 
     def line_at(self, index: int) -> str:
+        """The whole console line holding the character at `index`, stripped."""
         start = self.text.rfind("\n", 0, index) + 1
         end = self.text.find("\n", index)
         return self.text[start : end if end >= 0 else len(self.text)].strip()
@@ -64,6 +67,7 @@ class Session:
         self.prompt_failure_from: int | None = None
 
     def elapsed(self) -> float:
+        """Seconds since QEMU started."""
         return time.monotonic() - self.start
 
     def pump(self, wait: float) -> None:
@@ -123,6 +127,7 @@ class Session:
             self.pump(0.5)
 
     def type(self, line: str) -> None:
+        """Type `line` and Enter at the console."""
         self.stdin.write(line.encode() + b"\n")
         self.stdin.flush()
 

@@ -31,6 +31,7 @@ class Machine:
 
     @property
     def memory_end(self) -> int:
+        """Where RAM ends (exclusive), in bytes."""
         return self.memory_start + self.memory_mb * 1024 * 1024
 
     def base_args(self, machine_extra: str = "") -> list[str]:
