@@ -179,3 +179,44 @@ def test_volume_id_is_derived_from_its_inputs() -> None:
     assert derive_volume_id("config", "boot") == derive_volume_id("config", "boot")
     assert derive_volume_id("config", "boot") != derive_volume_id("other", "boot")
     assert 0 <= derive_volume_id("x") <= 0xFFFFFFFF
+
+
+# FAT matches names ignoring case, as a vfat mount does: directories spelled in different cases
+# are one directory (spelled as first given), and a file and a directory cannot share a name.
+
+
+def test_directories_that_differ_only_in_case_are_one_directory(tmp_path: Path) -> None:
+    for name in "abc":
+        (tmp_path / name).write_bytes(name.encode() * 3000)
+    files = [BootFile("Sub/a", tmp_path / "a"), BootFile("sub/b", tmp_path / "b"),
+             BootFile("SUB/Deeper/c", tmp_path / "c")]
+    image = tmp_path / "boot.vfat"
+    build_fat_image(image, files, volume_id=1, label="BOOT", epoch=EPOCH)
+    listing = subprocess.run(["mdir", "-i", str(image), "-/", "-b", "::"], capture_output=True,
+                             text=True, check=True, env=mtools_env()).stdout.split()
+    assert sorted(listing) == ["::/Sub/", "::/Sub/Deeper/", "::/Sub/Deeper/c", "::/Sub/a",
+                               "::/Sub/b"]
+    for name, path in (("a", "Sub/a"), ("b", "sub/b"), ("c", "sub/deeper/c")):
+        data = subprocess.run(["mtype", "-i", str(image), f"::/{path}"], capture_output=True,
+                              check=True, env=mtools_env()).stdout
+        assert data == name.encode() * 3000
+    fsck = subprocess.run(["fsck.fat", "-n", str(image)], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout
+
+
+def test_a_file_where_a_directory_is_needed_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"f")
+    files = [BootFile("dtbs", tmp_path / "f"), BootFile("DTBS/board.dtb", tmp_path / "f")]
+    with pytest.raises(UserError) as caught:
+        build_fat_image(tmp_path / "x", files, volume_id=1, label="BOOT", epoch=EPOCH)
+    assert str(caught.value) == "boot file 'DTBS/board.dtb' clashes with another name on FAT"
+    assert list(tmp_path.iterdir()) == [tmp_path / "f"]
+
+
+def test_a_file_named_as_an_existing_directory_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"f")
+    files = [BootFile("dtbs/board.dtb", tmp_path / "f"), BootFile("Dtbs", tmp_path / "f")]
+    with pytest.raises(UserError) as caught:
+        build_fat_image(tmp_path / "x", files, volume_id=1, label="BOOT", epoch=EPOCH)
+    assert str(caught.value) == "boot file 'Dtbs' clashes with another name on FAT"
+    assert list(tmp_path.iterdir()) == [tmp_path / "f"]

@@ -9,29 +9,24 @@ error name the overlay's key.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ibtasks.errors import UserError
-from ibtasks.formats.ext4 import find_tool
+from ibtasks.tools import FDTOVERLAY, find_tool, run_tool
 
 
 def apply_overlays(dtb: bytes, overlays: Sequence[tuple[str, Path]], source: str) -> bytes:
     """`dtb` after each (key, path) overlay in order; UserError naming the key if one fails."""
     if not overlays:
         return dtb
-    tool = find_tool("fdtoverlay", "device-tree-compiler")
+    tool = find_tool(FDTOVERLAY)
     with tempfile.TemporaryDirectory(prefix="ibtasks-overlay-") as tmp:
         current = Path(tmp) / "base.dtb"
         current.write_bytes(dtb)
         for key, path in overlays:
             out = Path(tmp) / "out.dtb"
-            done = subprocess.run([tool, "-i", str(current), "-o", str(out), str(path)],
-                                  capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                why = " ".join(done.stderr.split()) or f"exit code {done.returncode}"
-                raise UserError(f"{key}: fdtoverlay cannot apply {path.name} to {source}: {why}")
+            run_tool([tool, "-i", str(current), "-o", str(out), str(path)],
+                     f"{key}: fdtoverlay cannot apply {path.name} to {source}")
             out.replace(current)
         return current.read_bytes()

@@ -18,9 +18,7 @@ import json
 import math
 import os
 import re
-import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -29,7 +27,8 @@ from pathlib import Path
 
 from ibtasks.errors import UserError
 from ibtasks.fsutil import make_temp_dir_beside, remove_tree, temp_prefix
-from ibtasks.lifetime import die_with_parent, die_with_parent_now, faked_session
+from ibtasks.lifetime import die_with_parent_now, faked_session
+from ibtasks.tools import DEBUGFS, DUMPE2FS, MKFS_EXT4, fakeroot_pair, find_tool, run_tool
 
 BLOCK = 4096
 MIB = 1 << 20
@@ -60,20 +59,6 @@ class TreeUsage:
 
     blocks: int
     inodes: int
-
-
-def find_tool(name: str, package: str) -> str:
-    """The path of an external tool, also looked up in /sbin and /usr/sbin."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    path = shutil.which(name, path=search)
-    if path is None:
-        raise UserError(f"{name} not found: install the Debian package {package}")
-    return path
-
-
-def _run(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
-                          preexec_fn=die_with_parent())
 
 
 def _tool_env(epoch: int) -> dict[str, str]:
@@ -129,13 +114,14 @@ def measure_tree(root: Path) -> TreeUsage:
 
 def _free_blocks(image: Path, epoch: int) -> tuple[int, int]:
     """Free and reserved blocks of a filesystem image, from `dumpe2fs -h`."""
-    out = _run([find_tool("dumpe2fs", "e2fsprogs"), "-h", str(image)], _tool_env(epoch)).stdout
+    out = run_tool([find_tool(DUMPE2FS), "-h", str(image)], f"dumpe2fs failed on {image}",
+                   env=_tool_env(epoch)).stdout
     fields = dict(re.findall(r"^([A-Za-z ]+):\s+(\d+)$", out, re.MULTILINE))
     return int(fields["Free blocks"]), int(fields["Reserved block count"])
 
 
 def _mkfs_argv(spec: RootfsSpec, inodes: int, image: Path, tree: Path | None) -> list[str]:
-    argv = [find_tool("mkfs.ext4", "e2fsprogs"), "-q", "-F", "-b", str(BLOCK), "-t", "ext4"]
+    argv = [find_tool(MKFS_EXT4), "-q", "-F", "-b", str(BLOCK), "-t", "ext4"]
     argv += ["-T", "default", "-I", "256", "-N", str(inodes), "-L", spec.label, "-U", spec.uuid]
     argv += ["-E", f"hash_seed={spec.hash_seed},root_owner=0:0"]
     if tree is not None:
@@ -147,11 +133,8 @@ def _mkfs(spec: RootfsSpec, inodes: int, image: Path, size: int, tree: Path | No
     """Make the filesystem in a fresh sparse file of `size` bytes."""
     with open(image, "wb") as out:
         out.truncate(size)
-    done = _run(_mkfs_argv(spec, inodes, image, tree), _tool_env(spec.epoch))
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        why = lines[-1].strip() if lines else f"exit status {done.returncode}"
-        raise UserError(f"mkfs.ext4 failed: {why}", spec.key)
+    run_tool(_mkfs_argv(spec, inodes, image, tree), f"mkfs.ext4 failed on {spec.archive}",
+             spec.key, env=_tool_env(spec.epoch))
 
 
 def plan_filesystem(spec: RootfsSpec, usage: TreeUsage, probe: Path) -> tuple[int, int]:
@@ -249,7 +232,8 @@ def _stage(job_file: str) -> None:
 
 def _used_inodes(image: Path, epoch: int) -> list[int]:
     """Inodes in use beyond the reserved ones, from the per-group free lists of `dumpe2fs`."""
-    out = _run([find_tool("dumpe2fs", "e2fsprogs"), str(image)], _tool_env(epoch)).stdout
+    out = run_tool([find_tool(DUMPE2FS), str(image)], f"dumpe2fs failed on {image}",
+                   env=_tool_env(epoch)).stdout
     per_group = int(re.search(r"^Inodes per group:\s+(\d+)$", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     used: list[int] = []
     for group, free_list in enumerate(re.findall(r"^\s+Free inodes: ?(.*)$", out, re.MULTILINE)):
@@ -282,19 +266,12 @@ def _fix_inodes(spec: RootfsSpec, image: Path, root: Mapping[str, int] | None) -
                                      suffix=".debugfs") as script:
         script.write("\n".join(lines) + "\n")
         script.flush()
-        argv = [find_tool("debugfs", "e2fsprogs"), "-w", "-f", script.name, str(image)]
-        done = _run(argv, _tool_env(spec.epoch))
+        argv = [find_tool(DEBUGFS), "-w", "-f", script.name, str(image)]
+        done = run_tool(argv, f"debugfs failed on {image}", spec.key,
+                        env=_tool_env(spec.epoch), check=False)
     errors = [x for x in done.stderr.splitlines() if x.strip() and not x.startswith("debugfs ")]
     if done.returncode != 0 or errors:
         raise UserError(f"debugfs failed on {image}: {(errors or [done.stderr])[0]}", spec.key)
-
-
-def _fakeroot_tools() -> tuple[str, str]:
-    """fakeroot and the faked it pairs with (Debian: the -sysv pair; elsewhere plain names)."""
-    try:
-        return find_tool("fakeroot-sysv", "fakeroot"), find_tool("faked-sysv", "fakeroot")
-    except UserError:
-        return find_tool("fakeroot", "fakeroot"), find_tool("faked", "fakeroot")
 
 
 def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
@@ -304,7 +281,7 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
     afterwards; a build that was killed leaves it, and the next build removes it, see
     tasks.ownership); fakeroot, faked and the tools end with this process (ibtasks.lifetime).
     """
-    fakeroot, faked = _fakeroot_tools()
+    fakeroot, faked = fakeroot_pair()
     try:
         with open(spec.archive, "rb"):
             pass
@@ -337,8 +314,8 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
         with faked_session(faked) as faked_command:
             argv = [fakeroot, "--faked", faked_command, "--", sys.executable, "-m",
                     "ibtasks.formats.ext4", str(work / "job.json")]
-            done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
-                                  preexec_fn=die_with_parent())
+            done = run_tool(argv, f"the rootfs stage failed on {spec.archive}", spec.key,
+                            env=env, check=False)
         if done.returncode != 0:
             raise _stage_error(done.stderr, image, spec)
         result = json.loads(done.stdout.strip().splitlines()[-1])

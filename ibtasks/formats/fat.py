@@ -24,12 +24,16 @@ import os
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from copy import copy
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pyfatfs._exceptions import PyFATException
+from pyfatfs import FAT_OEM_ENCODING
+from pyfatfs._exceptions import NotAnLFNEntryException, PyFATException
 from pyfatfs.DosDateTime import DosDateTime
+from pyfatfs.EightDotThree import EightDotThree
+from pyfatfs.FATDirectoryEntry import FATDirectoryEntry, make_lfn_entry
 from pyfatfs.PyFat import PyFat
 
 from ibtasks.errors import UserError, hex_and_dec
@@ -46,6 +50,7 @@ SECTORS_PER_TRACK = 63
 HEADS = 255
 FAT16_CLUSTERS = range(4085, 65525)  # Microsoft's FAT type rule (fatgen103, "FAT Type")
 FAT32_MIN_CLUSTERS = 65525
+DIRECTORY = FATDirectoryEntry.ATTR_DIRECTORY
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,8 @@ def _fixed_clock(epoch: int) -> Iterator[None]:
 
 
 def check_label(label: str) -> str:
+    """`label` if it can be a FAT volume label (up to 11 upper-case ASCII characters, no `"`),
+    else UserError."""
     if len(label) > 11 or not label.isascii() or label != label.upper() or '"' in label:
         raise UserError(f"FAT volume label {label!r}: up to 11 upper-case ASCII characters")
     return label
@@ -202,28 +209,28 @@ def _add_files(
     path: Path, files: Sequence[BootFile], sizes: Sequence[int]
 ) -> tuple[int, list[FileExtent]]:
     """Create directories and entries, allocate clusters; return bytes per cluster and the
-    extents of the non-empty files, in order."""
-    # Imported here: pyfatfs.PyFatFS pulls in PyFilesystem2 and pkg_resources (slow, see notes).
-    from pyfatfs.PyFatFS import PyFatFS
+    extents of the non-empty files, in order.
 
-    fs = PyFatFS(str(path), utc=True, lazy_load=False)
+    Uses pyfatfs's low-level `PyFat` only: its PyFilesystem2 layer (`PyFatFS`) imports `fs` and
+    `pkg_resources`, which setuptools 82 removed. The steps are PyFatFS's `makedir` and
+    `create` (8.3 name unique in its directory, an LFN entry when the name is not a plain
+    upper-case 8.3 name, FAT flushed after each entry), so the bytes are the same.
+    """
+    pf = PyFat(encoding=FAT_OEM_ENCODING, lazy_load=False)
+    pf.open(str(path))
     extents: list[FileExtent] = []
-    made: set[str] = set()
     try:
         for item, size in zip(files, sizes, strict=True):
             parts = item.path.split("/")
-            for depth in range(1, len(parts)):
-                directory = "/" + "/".join(parts[:depth])
-                if directory not in made:
-                    if not fs.exists(directory):
-                        fs.makedir(directory)
-                    made.add(directory)
-            if not fs.create("/" + item.path):
-                raise UserError(f"boot file {item.path!r} clashes with another name on FAT")
-            entry = fs._get_dir_entry("/" + item.path)
+            parent = pf.root_dir
+            for name in parts[:-1]:
+                parent = _lookup(parent, name) or _make_entry(pf, parent, name, item, DIRECTORY)
+                if not parent.is_directory():
+                    raise UserError(f"boot file {item.path!r} clashes with another name on FAT")
+            entry = _make_entry(pf, parent, parts[-1], item, 0)
             if size:
                 try:
-                    clusters = fs.fs.allocate_bytes(size)
+                    clusters = pf.allocate_bytes(size)
                 except PyFATException as exc:
                     if exc.errno != errno.ENOSPC:
                         raise
@@ -233,15 +240,74 @@ def _add_files(
                     ) from exc
                 entry.set_cluster(clusters[0])
                 entry.filesize = size
-                addresses = [fs.fs.get_data_cluster_address(c) for c in clusters]
-                runs = _merge_runs(addresses, fs.fs.bytes_per_cluster)
+                addresses = [pf.get_data_cluster_address(c) for c in clusters]
+                runs = _merge_runs(addresses, pf.bytes_per_cluster)
                 extents.append(FileExtent(item.path, clusters[0], runs))
-            fs.fs.update_directory_entry(entry.get_parent_dir())
-        fs.fs.flush_fat()
-        cluster_bytes = int(fs.fs.bytes_per_cluster)
+            pf.update_directory_entry(entry.get_parent_dir())
+        pf.flush_fat()
+        cluster_bytes = int(pf.bytes_per_cluster)
     finally:
-        fs.close()
+        pf.close()
     return cluster_bytes, extents
+
+
+def _lookup(parent: FATDirectoryEntry, name: str) -> FATDirectoryEntry | None:
+    """The entry of directory `parent` whose long or short name is `name` ignoring case, as
+    FAT readers (and a vfat mount) match names, or None; so `Sub/a` and `sub/b` share one
+    directory, spelled as first given."""
+    wanted = name.upper()
+    dirs, files, _ = parent.get_entries()
+    for entry in dirs + files:
+        try:
+            if entry.get_long_name().upper() == wanted:
+                return entry
+        except NotAnLFNEntryException:
+            pass
+        if entry.get_short_name().upper() == wanted:
+            return entry
+    return None
+
+
+def _make_entry(pf: PyFat, parent: FATDirectoryEntry, name: str, item: BootFile,
+                attr: int) -> FATDirectoryEntry:
+    """Add an empty entry `name` of `item`'s path (a file, or a directory with `attr`) to
+    `parent` on disk."""
+    if _lookup(parent, name) is not None:
+        raise UserError(f"boot file {item.path!r} clashes with another name on FAT")
+    short_name = EightDotThree(encoding=pf.encoding)
+    short_name.set_str_name(short_name.make_8dot3_name(name, parent))
+    entry = FATDirectoryEntry.new(name=short_name, tz=datetime.UTC, encoding=pf.encoding,
+                                  attr=attr)
+    plain = short_name.get_unpadded_filename()
+    if plain != name:  # PyFatFS's rule with preserve_case: an LFN unless exactly the 8.3 name
+        entry.set_lfn_entry(make_lfn_entry(name, short_name))
+    if attr & FATDirectoryEntry.ATTR_DIRECTORY:
+        _add_dot_entries(pf, parent, entry)
+    parent.add_subdirectory(entry)
+    pf.update_directory_entry(parent)
+    pf.flush_fat()
+    return entry
+
+
+def _add_dot_entries(pf: PyFat, parent: FATDirectoryEntry, directory: FATDirectoryEntry) -> None:
+    """Give a new directory its first cluster with `.` and `..` (cluster 0 for the root)."""
+    directory.set_cluster(pf.allocate_bytes(FATDirectoryEntry.FAT_DIRECTORY_HEADER_SIZE * 2,
+                                            erase=True)[0])
+    dot = copy(directory)
+    dot.name = EightDotThree()
+    dot.name.set_byte_name(b".          ")
+    dot.lfn_entry = None
+    dot._parent = None
+    dotdot = copy(parent)
+    dotdot.name = EightDotThree()
+    dotdot.name.set_byte_name(b"..         ")
+    dotdot.lfn_entry = None
+    dotdot._parent = None
+    if parent is pf.root_dir:
+        dotdot.set_cluster(0)
+    directory.add_subdirectory(dot)
+    directory.add_subdirectory(dotdot)
+    pf.update_directory_entry(directory)
 
 
 def _merge_runs(addresses: Sequence[int], cluster_bytes: int) -> tuple[tuple[int, int], ...]:

@@ -9,12 +9,10 @@ replaces it only when signing succeeded.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
-from ibtasks.errors import UserError
 from ibtasks.fsutil import replacing
+from ibtasks.tools import find_signing_mkimage, run_tool
 
 
 def sign_fit(fit: Path, key_dir: Path, u_boot_dtb: Path | None, epoch: int, where: str,
@@ -26,9 +24,7 @@ def sign_fit(fit: Path, key_dir: Path, u_boot_dtb: Path | None, epoch: int, wher
     after mkimage succeeded. Raises UserError (naming `where`) when mkimage is missing or fails.
     """
     label = name or fit.name
-    mkimage = shutil.which("mkimage")
-    if mkimage is None:
-        raise UserError("signing a FIT needs mkimage (Debian package u-boot-tools)", where)
+    mkimage = find_signing_mkimage(where)
     if u_boot_dtb is None:
         _run_mkimage([mkimage, "-F", "-k", str(key_dir), "-r", str(fit)], label, epoch, where)
         return
@@ -42,8 +38,4 @@ def sign_fit(fit: Path, key_dir: Path, u_boot_dtb: Path | None, epoch: int, wher
 
 def _run_mkimage(argv: list[str], name: str, epoch: int, where: str) -> None:
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
-    result = subprocess.run(argv, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        why = lines[-1] if lines else f"exit code {result.returncode}"
-        raise UserError(f"mkimage could not sign {name}: {why}", where)
+    run_tool(argv, f"mkimage could not sign {name}", where, env=env)
