@@ -124,7 +124,10 @@ def path_without(tmp_path: Path) -> Iterator[Runner]:
         hide = "".join(f'mount --bind "$0" {path} && ' for path in covers) + 'exec "$@"'
         env = {**os.environ, **EPOCH, "PATH": str(bin_dir)}
         env.pop("LOAD_CMD", None)
-        return subprocess.run(["/usr/bin/unshare", "--mount", "/bin/sh", "-c", hide, str(blank),
+        # An ordinary user gets the mount namespace inside a user namespace of its own.
+        unshare = ["/usr/bin/unshare", "--mount"] if os.geteuid() == 0 else [
+            "/usr/bin/unshare", "--user", "--map-root-user", "--mount"]
+        return subprocess.run([*unshare, "/bin/sh", "-c", hide, str(blank),
                                sys.executable, "-m", "ibtasks", *argv],
                               cwd=cwd, env=env, capture_output=True, text=True)
 
