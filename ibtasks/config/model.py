@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ibtasks.config.boot_options import BootOptions
-from ibtasks.config.domain_props import DomUProps, XenProps
+from ibtasks.config.domu_props import DomUProps
 from ibtasks.config.fit_settings import FitSettings
 from ibtasks.config.reader import Binary
+from ibtasks.config.xen_props import XenProps
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class DomU:
     vcpus: int
     noboot: bool
     rootfs: Binary | None
-    cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
-    props: DomUProps = field(default_factory=DomUProps)  # upstream extras (domains.py)
-    driver_domain: bool = False
+    cmd_given: str | None  # DOMU_CMD as written, None when unset (xl configs differ)
+    props: DomUProps  # upstream's extras (domu_props.py)
+    driver_domain: bool
 
     @property
     def boots_with_xen(self) -> bool:
@@ -60,16 +61,16 @@ class Config:
     uboot_script: str
     fdtedit: str
     preedited_dtb: bool
-    boot_fs: str = "fat"
-    warnings: tuple[str, ...] = field(default=(), compare=False)
-    environ_used: tuple[str, ...] = field(default=(), compare=False)
+    boot_fs: str  # disk-image: fat or ext4
+    warnings: tuple[str, ...] = field(compare=False)
+    environ_used: tuple[str, ...] = field(compare=False)
     # --strict or STRICT=y: warnings found while building (the layout's) are errors too.
-    strict: bool = False
-    partition_table: str = "gpt"  # disk-image: gpt or dos
-    boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
-    fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
-    xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
-    boot: BootOptions = field(default_factory=BootOptions)  # boot command, loads: bootopts.py
+    strict: bool
+    partition_table: str  # disk-image: gpt or dos
+    boot_aux_files: tuple[Binary, ...]  # disk-image: BOOT_AUX_FILE[n]
+    fit: FitSettings | None  # FIT mode (-f, FIT): see plan.fit
+    xen_props: XenProps  # heap, colours, pools (xen_props.py)
+    boot: BootOptions  # boot command, loads (boot_options.py)
 
     @property
     def device_tree(self) -> Binary:
