@@ -7,10 +7,11 @@ XEN_LOAD/DOM0_LOAD/DOMU_LOAD[n], APPEND_EXTRA_CMDS, XEN_POLICY, BITSTREAM, DT ov
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ibtasks.config.load_command import resolve_load_cmd
+from ibtasks.config.reader import from_key
 from ibtasks.errors import UserError
 
 if TYPE_CHECKING:
@@ -24,19 +25,19 @@ HOST_KEYS = ("XEN", "LINUX", "LINUX_RAMDISK", "XEN_POLICY", "DEVICE_TREE", "BITS
 class BootOptions:
     """The script-level choices beyond the seed's; the table's defaults give the seed's script."""
 
-    boot_cmd: str  # BOOT_CMD
-    append_extra_cmds: Binary | None
-    print_chosen: bool  # DBG_FDT_PRINT_CHOSEN
+    boot_cmd: str = field(metadata=from_key("BOOT_CMD"))
+    append_extra_cmds: Binary | None = field(metadata=from_key("APPEND_EXTRA_CMDS"))
+    print_chosen: bool = field(metadata=from_key("DBG_FDT_PRINT_CHOSEN"))
     xen_load: str | None
     dom0_load: str | None
     domu_load: tuple[tuple[int, str], ...]  # (domU index, DOMU_LOAD[index])
     prepend_path: str  # -p: prefix of every path the script loads
     calc: bool  # -s: addresses computed by U-Boot at boot
-    xen_policy: Binary | None
-    bitstream: Binary | None
+    xen_policy: Binary | None = field(metadata=from_key("XEN_POLICY"))
+    bitstream: Binary | None = field(metadata=from_key("BITSTREAM"))
     dt_overlays: tuple[Binary, ...]
     linux_cmd: str  # bare-metal mode only (the config's `xen` is then LINUX); else ''
-    linux_ramdisk: Binary | None
+    linux_ramdisk: Binary | None = field(metadata=from_key("LINUX_RAMDISK"))
 
     def load_cmd_for(self, key: str, default: str) -> str:
         """The load command of the file named by `key` (`DOMU_KERNEL[1]`, `DT_OVERLAY[0]`...)."""
@@ -84,19 +85,14 @@ def read_boot_options(reader: KeyReader, prepend_path: str, calc: bool, linux_mo
     domu_load = tuple((i, cmd) for i in range(num_domus)
                       if (cmd := _load_text(reader, "DOMU_LOAD", i)) is not None)
     return BootOptions(
-        boot_cmd=boot_cmd,
-        append_extra_cmds=reader.binary("APPEND_EXTRA_CMDS"),
-        print_chosen=reader.flag("DBG_FDT_PRINT_CHOSEN"),
+        **reader.read_fields(BootOptions),
         xen_load=_load_text(reader, "XEN_LOAD"),
         dom0_load=_load_text(reader, "DOM0_LOAD"),
         domu_load=domu_load,
         prepend_path=prepend_path.rstrip("/"),
         calc=calc,
-        xen_policy=reader.binary("XEN_POLICY"),
-        bitstream=reader.binary("BITSTREAM"),
         dt_overlays=tuple(overlays),
         linux_cmd=linux_cmd,
-        linux_ramdisk=reader.binary("LINUX_RAMDISK"),
     )
 
 

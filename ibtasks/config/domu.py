@@ -35,16 +35,10 @@ def read_domu(reader: KeyReader, index: int, has_dom0: bool, num_cpupools: int) 
     if not props.vpl011 and not reader.raw.values.get(("DOMU_CMD", index)):
         cmd = ""  # upstream: no console=ttyAMA0 without the virtual PL011
     return DomU(
+        **reader.read_fields(DomU, index),
         index=index,
-        kernel=kernel,
         cmd=cmd,
-        ramdisk=reader.binary("DOMU_RAMDISK", index),
-        passthrough_dtb=reader.binary("DOMU_PASSTHROUGH_DTB", index),
         mem_mib=mem,
-        vcpus=vcpus,
-        noboot=noboot,
-        rootfs=rootfs,
         cmd_given=reader.given("DOMU_CMD", index),
         props=props,
-        driver_domain=reader.flag("DOMU_DRIVER_DOMAIN", index),
     )

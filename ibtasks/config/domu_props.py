@@ -8,10 +8,11 @@ every domU at once are in `domu_checks`; the device-tree edits in `plan.domain_e
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ibtasks.config.number_lists import numbers_hint, parse_numbers, parse_range_list, parse_regions
+from ibtasks.config.reader import from_key
 from ibtasks.config.settings import FALSE_WORDS, MAX_CPUPOOLS, parse_count
 from ibtasks.config.xen_props import read_colors
 from ibtasks.errors import UserError
@@ -47,26 +48,28 @@ class StaticEvtchn:
 
 @dataclass(frozen=True)
 class DomUProps:
-    """The domain properties beyond the seed's memory/cpus/modules; None or empty means unset."""
+    """The domain properties beyond the seed's memory/cpus/modules; None or empty means unset.
+    A field marked `from_key` is read through its key's row of the settings table, with no
+    code here."""
 
+    vpl011: bool = field(metadata=from_key("DOMU_VPL011"))
+    nr_spis: int | None = field(metadata=from_key("DOMU_NR_SPIS"))
+    grant_ver: int | None = field(metadata=from_key("DOMU_GRANT_VER"))
+    grant_frames: int | None = field(metadata=from_key("DOMU_GRANT_FRAMES"))
+    maptrack_frames: int | None = field(metadata=from_key("DOMU_MAPTRACK_FRAMES"))
+    domid: int | None = field(metadata=from_key("DOMU_DOMID"))
+    trap_unmap: int | None = field(metadata=from_key("DOMU_TRAP_UNMAP"))
+    passthrough_prop: str | None = field(metadata=from_key("DOMU_PASSTHROUGH_PROP"))
     enhanced: str | None  # "enabled" or "no-xenstore"
-    vpl011: bool
     static_mem: tuple[tuple[int, int], ...]  # (base, size) in bytes
     direct_map: bool
     shared_mem: tuple[SharedMem, ...]
-    nr_spis: int | None
-    grant_ver: int | None
-    grant_frames: int | None
-    maptrack_frames: int | None
     caps: int | None
-    domid: int | None
     colors: str | None  # decimal list, `0-3,8`
     cpupool: int | None
     static_evtchns: tuple[StaticEvtchn, ...]
     vcpu_hard_affinity: tuple[tuple[int, str], ...]  # (vCPU, decimal pCPU list)
     passthrough_paths: tuple[str, ...]
-    passthrough_prop: str | None
-    trap_unmap: int | None
     passthrough_where: str | None
 
     @property
@@ -202,23 +205,16 @@ def read_domu_props(reader: KeyReader, index: int, *, has_dom0: bool, vcpus: int
                         f"DOMU_ENHANCED[{index}]=2 (no-xenstore) or 1",
                         reader.where("DOMU_STATIC_EVTCHNS", index))
     return DomUProps(
+        **reader.read_fields(DomUProps, index),
         enhanced=enhanced,
-        vpl011=reader.flag("DOMU_VPL011", index),
         static_mem=static_mem,
         direct_map=bool(static_mem) if direct_map is None else direct_map,
         shared_mem=_shared_mem(reader, index),
-        nr_spis=reader.number("DOMU_NR_SPIS", index),
-        grant_ver=reader.number("DOMU_GRANT_VER", index),
-        grant_frames=reader.number("DOMU_GRANT_FRAMES", index),
-        maptrack_frames=reader.number("DOMU_MAPTRACK_FRAMES", index),
         caps=_caps(reader, index),
-        domid=reader.number("DOMU_DOMID", index),
         colors=read_colors(reader, "DOMU_COLORS", index),
         cpupool=cpupool,
         static_evtchns=evtchns,
         vcpu_hard_affinity=_affinity(reader, index, vcpus),
         passthrough_paths=paths,
-        passthrough_prop=reader.choice("DOMU_PASSTHROUGH_PROP", index),
-        trap_unmap=reader.number("DOMU_TRAP_UNMAP", index),
         passthrough_where=reader.where("DOMU_PASSTHROUGH_PATHS", index) or reader.raw.source,
     )

@@ -12,26 +12,27 @@ from pathlib import Path
 from ibtasks.config.boot_options import BootOptions
 from ibtasks.config.domu_props import DomUProps
 from ibtasks.config.fit_settings import FitSettings
-from ibtasks.config.reader import Binary
+from ibtasks.config.reader import Binary, from_key
 from ibtasks.config.xen_props import XenProps
 
 
 @dataclass(frozen=True)
 class DomU:
-    """One dom0less domU, `DOMU_*[index]`."""
+    """One dom0less domU, `DOMU_*[index]`; fields marked `from_key` are read through their
+    key's row of the settings table (`config.domu.read_domu`)."""
 
     index: int
-    kernel: Binary | None
+    kernel: Binary | None = field(metadata=from_key("DOMU_KERNEL"))
     cmd: str
-    ramdisk: Binary | None
-    passthrough_dtb: Binary | None
+    ramdisk: Binary | None = field(metadata=from_key("DOMU_RAMDISK"))
+    passthrough_dtb: Binary | None = field(metadata=from_key("DOMU_PASSTHROUGH_DTB"))
     mem_mib: int
-    vcpus: int
-    noboot: bool
-    rootfs: Binary | None
+    vcpus: int = field(metadata=from_key("DOMU_VCPUS"))
+    noboot: bool = field(metadata=from_key("DOMU_NOBOOT"))
+    rootfs: Binary | None = field(metadata=from_key("DOMU_ROOTFS"))
     cmd_given: str | None  # DOMU_CMD as written, None when unset (xl configs differ)
     props: DomUProps  # upstream's extras (domu_props.py)
-    driver_domain: bool
+    driver_domain: bool = field(metadata=from_key("DOMU_DRIVER_DOMAIN"))
 
     @property
     def boots_with_xen(self) -> bool:

@@ -7,12 +7,14 @@ defaults of `settings.SETTINGS` and naming the file, line and key in every `User
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from ibtasks.config.board_paths import board_path
 from ibtasks.config.settings import (
     SETTINGS_BY_NAME,
+    Kind,
     Setting,
     is_set,
     number_hint,
@@ -50,6 +52,13 @@ class Binary:
     key: str
     path: str
     where: str
+
+
+def from_key(name: str) -> dict[str, str]:
+    """The metadata of a model field filled from the config key `name` by
+    `KeyReader.read_fields`, through the key's row of the settings table:
+    `vcpus: int = field(metadata=from_key("DOMU_VCPUS"))`."""
+    return {"key": name}
 
 
 class KeyReader:
@@ -154,6 +163,29 @@ class KeyReader:
             raise UserError(f"{self.label(name, index)}: expected {listed}, got '{text.strip()}'",
                             self.where(name, index))
         return word
+
+    def value(self, name: str, index: int | None = None) -> Any:
+        """A key read by its row's kind: NUMBER `number` (int or None), FLAG `flag` (bool),
+        CHOICE `choice` (str or None), PATH `binary` (Binary or None), ADDRESS `address` (int),
+        TEXT and OUTPUT the text or default, stripped (None when blank)."""
+        kind = self.setting(name).kind
+        if kind is Kind.NUMBER:
+            return self.number(name, index)
+        if kind is Kind.FLAG:
+            return self.flag(name, index)
+        if kind is Kind.CHOICE:
+            return self.choice(name, index)
+        if kind is Kind.PATH:
+            return self.binary(name, index)
+        if kind is Kind.ADDRESS:
+            return self.address(name)
+        return (self.text(name, index) or "").strip() or None
+
+    def read_fields(self, cls: type, index: int | None = None) -> dict[str, Any]:
+        """The values of `cls`'s fields marked `from_key`, each read by `value`, for
+        `cls(**values, ...)`: a plain key needs no reading code of its own."""
+        return {f.name: self.value(f.metadata["key"], index) for f in fields(cls)
+                if "key" in f.metadata}
 
     def choice_or_default(self, name: str) -> str:
         """A CHOICE key whose row has a default (`choice`), so never unset."""

@@ -1,7 +1,20 @@
 """Every ImageBuilder config key, once: the table that drives parsing, defaults and the docs.
 
-`SETTINGS` is the single source of truth; the README's key reference is generated from it
-(`render_key_reference`) and a test keeps the two in sync.
+`SETTINGS` is the single source of truth: each row gives a key's kind and parse rule (a NUMBER's
+range, a CHOICE's words), its default and its help. `reader.KeyReader` reads every key through
+its row, so keys of one kind behave alike, and a default is written nowhere else. The README's
+key reference is generated from it (`render_key_reference`) and a test keeps the two in sync.
+
+Adding a plain key (one the device tree or script takes as it is):
+1. a row here: name, per domU or not, kind, default (None: unset), help, origin, and its rule
+   (`low`/`high`/`unit`/`what` for a NUMBER, `choices` for a CHOICE);
+2. one field in the model class it belongs to (`model.DomU`, `domu_props.DomUProps`,
+   `boot_options.BootOptions`), marked `field(metadata=from_key("KEY"))`: `read_fields` fills
+   it through the row, with no reading code;
+3. one planner line that uses it (a domU property is one entry of `plan.domain_edits`'s
+   property list);
+4. tests: the value landing in the output, and its rule's one-line error; then regenerate
+   README.md's key reference.
 """
 
 from __future__ import annotations
