@@ -70,7 +70,7 @@ class Setting:
 
 # How the original reads numbers: addresses go through bash arithmetic (`$((MEMORY_START +
 # offset))`), which takes decimal, 0x hex and, with a leading 0, octal; counts go through
-# `[ $i -lt $NUM_DOMUS ]` and `$((DOMU_MEM * 1024))`. We take ASCII decimal and 0x hex only:
+# `[ $i -lt $NUM_DOMUS ]` and `$((DOMU_MEM * 1024))`; every NUMBER key alike. We take ASCII decimal and 0x hex only:
 # never Python's extras (`0x4000_0000`, `0o17`, `0b1`, Unicode digits), and never a leading-0
 # number, which bash would read as octal where the user most likely meant decimal.
 _ADDRESS = re.compile(r"0[xX][0-9a-fA-F]+|0|[1-9][0-9]*")
@@ -89,9 +89,10 @@ def parse_address(text: str) -> int | None:
 
 
 def parse_count(text: str) -> int | None:
-    """A COUNT value (MiB, vCPUs, a number of domUs) as bash arithmetic reads it, the way the
-    original multiplies `$((DOMU_MEM*1024))`: decimal without a leading 0, or 0x hex (blanks
-    around allowed); None otherwise."""
+    """A NUMBER value (MiB, vCPUs, a number of domUs, ids, frames) or a number inside a text
+    value, as bash arithmetic reads it, the way the original multiplies `$((DOMU_MEM*1024))`:
+    decimal without a leading 0, or 0x hex (blanks around allowed); None otherwise. The row's
+    range is checked by `reader.KeyReader.number`."""
     return parse_address(text)
 
 
