@@ -71,8 +71,9 @@ class Setting:
 # How the original reads numbers: addresses go through bash arithmetic (`$((MEMORY_START +
 # offset))`), which takes decimal, 0x hex and, with a leading 0, octal; counts go through
 # `[ $i -lt $NUM_DOMUS ]` and `$((DOMU_MEM * 1024))`; every NUMBER key alike. We take ASCII
-# decimal and 0x hex only: never Python's extras (`0x4000_0000`, `0o17`, `0b1`, Unicode digits), and never a leading-0
-# number, which bash would read as octal where the user most likely meant decimal.
+# decimal and 0x hex only: never Python's extras (`0x4000_0000`, `0o17`, `0b1`, Unicode
+# digits), and never a leading-0 number, which bash would read as octal where the user most
+# likely meant decimal.
 _ADDRESS = re.compile(r"0[xX][0-9a-fA-F]+|0|[1-9][0-9]*")
 _OCTAL_LOOKING = re.compile(r"0[0-9]+")
 OCTAL_HINT = "a leading 0 makes bash read it as octal"
