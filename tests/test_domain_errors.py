@@ -262,7 +262,7 @@ def test_static_heap_that_does_not_fit_the_root_cells_is_rejected(seed_inputs: P
     dts = "/dts-v1/;\n/ { #address-cells = <1>; #size-cells = <1>; chosen { }; };\n"
     subprocess.run(["dtc", "-q", "-o", str(seed_inputs / "mpsoc-cpus.dtb"), "-"], input=dts,
                    text=True, check=True)
-    assert cli_error(seed_inputs, 'XEN_STATIC_HEAP="0x1_00000000 0x1000000"\n') == (
+    assert cli_error(seed_inputs, 'XEN_STATIC_HEAP="0x100000000 0x1000000"\n') == (
         "ibtasks: error: config:9: XEN_STATIC_HEAP: 0x100000000 does not fit the device tree's "
         "1 cells\n")
 

@@ -154,7 +154,7 @@ def test_domu_vpl011_0_omits_vpl011_and_the_ttyama0_console(seed_inputs: Path) -
 
 def test_domu_static_mem_sets_regions_memory_sum_and_direct_map(seed_inputs: Path) -> None:
     built = build(seed_inputs, ONE_DOMU +
-                  'DOMU_STATIC_MEM[0]="0x60000000 0x1000000 0x1_00000000 0x200000"\n')
+                  'DOMU_STATIC_MEM[0]="0x60000000 0x1000000 0x100000000 0x200000"\n')
     assert built.get("/chosen/domU0", "xen,static-mem") == \
         "0 0x60000000 0 0x1000000 0x1 0 0 0x200000"
     assert built.get("/chosen/domU0", "memory") == f"0 {(0x1000000 + 0x200000) // 1024:#x}"
@@ -293,7 +293,7 @@ def test_passthrough_paths_mark_host_nodes_also_for_domus_dom0_starts(seed_input
 
 
 def test_static_heap_uses_the_root_nodes_two_plus_two_cells(seed_inputs: Path) -> None:
-    built = build(seed_inputs, DOM0 + 'XEN_STATIC_HEAP="0x70000000 0x1000000 0x1_00000000 '
+    built = build(seed_inputs, DOM0 + 'XEN_STATIC_HEAP="0x70000000 0x1000000 0x100000000 '
                   '0x2000000"\n')
     assert built.get("/chosen", "xen,static-heap") == \
         "0 0x70000000 0 0x1000000 0x1 0 0 0x2000000"

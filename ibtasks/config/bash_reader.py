@@ -3,17 +3,27 @@
 The original `source`s its config. We parse the subset of bash that configs really use
 (assignments, quoting, `$VAR` expansion, indexed arrays) with bash's own semantics, and reject
 everything else with a message naming the line, because a config must never be executed.
+This module reads statements and assignments; `bash_words` reads and expands each word.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from ibtasks.config.bash_words import (
+    GLOB,
+    NAME_PATTERN,
+    NAME_RE,
+    NOT_EXECUTED,
+    WORD_END,
+    WRITE_NUMBER,
+    WRITE_PLAIN,
+    BashWords,
+    Piece,
+)
 from ibtasks.config.settings import SETTINGS_BY_NAME
-from ibtasks.errors import UserError, at_line
 
 
 @dataclass(frozen=True)
@@ -37,40 +47,13 @@ class Assignment:
     empty_expansions: tuple[str, ...] = ()  # `$NAME`/`${NAME}` in it that were unset or empty
 
 
-_RUN = "config files are read, not executed; "
-_PLAIN = _RUN + "write plain assignments"
-_VALUE = _RUN + "write the value itself"
-_NUMBER = _RUN + "write the number itself"
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_ASSIGN = re.compile(rf"({_NAME})(?:\[([^\]\s]*)\])?(\+?)=")
+_ASSIGN = re.compile(rf"({NAME_PATTERN})(?:\[([^\]\s]*)\])?(\+?)=")
 _ELEMENT = re.compile(r"\[([^\]\s]*)\]=")
-_NAME_RE = re.compile(_NAME)
-# Characters with no meaning to any word reader: not blanks or operators, quotes, `$`, `\\`,
-# `~` or `:` (tilde), glob or brace characters (arrays), `}` (end of ${V:-word}).
-_PLAIN_RUN = re.compile(r"[^ \t\n;&|<>()~*?\[{}\\'\"$`:]+")
-_QUOTED_RUN = re.compile(r"[^\"\\$`}]+")
-_WORD_END = " \t\n;&|<>()"
-_GLOB = "*?["
 _KEYWORDS = {
     "if", "then", "elif", "else", "fi", "for", "while", "until", "do", "done", "case", "esac",
     "select", "function", "time", "coproc", "[[", "]]", "!", "{", "}",
 }  # fmt: skip
 _DECLARE = {"declare", "typeset", "local", "readonly"}
-_ANSI_C = {
-    "n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b",
-    "f": "\f", "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?",
-}  # fmt: skip
-
-# Bounds that keep a hostile config from hanging or exhausting memory; real configs stay far
-# below them. Expansions (and `+=`, which copies the old value) may produce this much text in
-# all: `A=$A$A` repeated doubles each time.
-MAX_EXPANDED_CHARS = 1024 * 1024
-# ${A:-${B:-...}} may nest this deep (each level costs Python stack).
-MAX_NESTING = 32
-
-# A piece of a word: its text, and whether bash would split it into several words (the
-# result of an unquoted expansion). Only array elements are split.
-_Piece = tuple[str, bool]
 
 
 def parse_bash_config(text: str, path: str, environ: Mapping[str, str]) -> list[Assignment]:
@@ -93,32 +76,13 @@ def iter_bash_config(text: str, path: str, environ: Mapping[str, str]) -> Iterat
 _PLAIN_WORD = re.compile(r"[A-Za-z0-9_./,:=+@%-]+")
 
 
-class _Parser:
-    """A cursor over the config text plus the variables assigned so far."""
+class _Parser(BashWords):
+    """The statements of a config: assignments, `export`, `declare -A`; anything else is
+    refused with the most helpful message we can give."""
 
     def __init__(self, text: str, path: str, environ: Mapping[str, str]) -> None:
-        self.text = text
-        self.path = path
-        self.environ = environ
-        self.pos = 0
-        self.newlines = [i for i, c in enumerate(text) if c == "\n"]
-        self.vars: dict[str, dict[str, str]] = {}
+        super().__init__(text, path, environ)
         self.out: list[Assignment] = []
-        self.expanded = 0  # characters produced by expansions so far
-        self.nesting = 0  # ${ levels open at the cursor
-        self.empty_names: list[str] = []  # plain expansions of the current value that gave ""
-
-    # -- places and errors ---------------------------------------------------------------
-
-    def line_of(self, pos: int) -> int:
-        return bisect.bisect_left(self.newlines, pos) + 1
-
-    def error(self, message: str, pos: int | None = None) -> UserError:
-        where = at_line(self.path, self.line_of(self.pos if pos is None else pos))
-        return UserError(message, where=where)
-
-    def peek(self, n: int = 1) -> str:
-        return self.text[self.pos : self.pos + n]
 
     # -- statements ----------------------------------------------------------------------
 
@@ -191,7 +155,7 @@ class _Parser:
 
     def raw_word(self) -> str:
         end = self.pos
-        while end < len(self.text) and self.text[end] not in _WORD_END:
+        while end < len(self.text) and self.text[end] not in WORD_END:
             end += 1
         return self.text[self.pos : end]
 
@@ -210,7 +174,7 @@ class _Parser:
         while not self.at_statement_end():
             if self.assignment(allow=word == "export"):
                 pass
-            elif _NAME_RE.fullmatch(name := self.raw_word()):
+            elif NAME_RE.fullmatch(name := self.raw_word()):
                 self.pos += len(name)
             else:
                 raise self.error(
@@ -243,9 +207,9 @@ class _Parser:
         """Raise the most helpful error for a statement that is not an assignment."""
         c2 = self.peek(2)
         if c2 == "((":
-            raise self.error(f"arithmetic ((...)) is not supported: {_NUMBER}")
+            raise self.error(f"arithmetic ((...)) is not supported: {WRITE_NUMBER}")
         if c2 in ("&&", "||"):
-            raise self.error(f"`{c2}` is not supported: {_PLAIN}")
+            raise self.error(f"`{c2}` is not supported: {WRITE_PLAIN}")
         c = self.peek()
         if c in "|&<>()":
             what = {
@@ -256,23 +220,25 @@ class _Parser:
                 "(": "subshell `(`",
                 ")": "`)`",
             }[c]
-            raise self.error(f"{what} is not supported: {_PLAIN}")
+            raise self.error(f"{what} is not supported: {WRITE_PLAIN}")
         word = self.raw_word()
         after = self.pos + len(word)
         rest = self.text[after:].lstrip(" \t")
         if word.isdigit() and self.text[after : after + 1] in ("<", ">"):
-            raise self.error(f"redirection `{word}{self.text[after]}` is not supported: {_PLAIN}")
+            raise self.error(
+                f"redirection `{word}{self.text[after]}` is not supported: {WRITE_PLAIN}")
         if word in ("source", "."):
             raise self.error(
-                f"`{word}` is not supported: {_RUN}copy the other file's assignments into this one"
+                f"`{word}` is not supported: {NOT_EXECUTED}copy the other file's assignments "
+                "into this one"
             )
         if word in _KEYWORDS:
-            raise self.error(f"`{word}` is not supported: {_PLAIN}")
+            raise self.error(f"`{word}` is not supported: {WRITE_PLAIN}")
         if word in _DECLARE:
-            raise self.error(f"`{word}` is not supported: {_PLAIN}")
-        if _NAME_RE.fullmatch(word) and rest.startswith("()"):
-            raise self.error(f"function definitions are not supported: {_PLAIN}")
-        if _NAME_RE.fullmatch(word) and rest.startswith(("=", "+=")):
+            raise self.error(f"`{word}` is not supported: {WRITE_PLAIN}")
+        if NAME_RE.fullmatch(word) and rest.startswith("()"):
+            raise self.error(f"function definitions are not supported: {WRITE_PLAIN}")
+        if NAME_RE.fullmatch(word) and rest.startswith(("=", "+=")):
             raise self.error(
                 f"`{word} =` is not an assignment: bash needs NAME=value without spaces around ="
             )
@@ -280,7 +246,7 @@ class _Parser:
             self.pos += word.index("`" if "`" in word else "$(")
             self.word(array=False)  # raises the error for the substitution
         raise self.error(
-            f"command `{word}` is not supported: {_RUN}write only assignments (NAME=value)"
+            f"command `{word}` is not supported: {NOT_EXECUTED}write only assignments (NAME=value)"
         )
 
     # -- assignments ---------------------------------------------------------------------
@@ -309,23 +275,6 @@ class _Parser:
                                        empty_expansions=tuple(dict.fromkeys(self.empty_names))))
         self.expect_word_end()
         return True
-
-    def check_index(self, name: str, raw: str, pos: int) -> str:
-        if re.fullmatch(r"\d+,\d+", raw):
-            return raw
-        if not re.fullmatch(r"\d+", raw):
-            raise self.error(
-                f"array index `{raw}` in {name}[{raw}] is not a number: write the index as "
-                f"digits, e.g. {name}[0]",
-                pos,
-            )
-        if len(raw) > 1 and raw.startswith("0"):
-            raise self.error(
-                f"array index {name}[{raw}] has a leading zero, which bash reads as octal: "
-                "write the index without leading zeros",
-                pos,
-            )
-        return raw
 
     def expect_word_end(self) -> None:
         c = self.peek()
@@ -377,7 +326,7 @@ class _Parser:
                 next_index = int(key) + 1 if key.isdigit() else next_index
                 key = None
 
-    def split(self, pieces: list[_Piece]) -> list[str]:
+    def split(self, pieces: list[Piece]) -> list[str]:
         """Bash word splitting of an unquoted array element, on blanks (the default IFS)."""
         fields: list[str] = []
         current: str | None = None
@@ -385,7 +334,7 @@ class _Parser:
             if not splittable:
                 current = (current or "") + text
                 continue
-            if glob := next((g for g in _GLOB if g in text), None):
+            if glob := next((g for g in GLOB if g in text), None):
                 raise self.error(
                     f"glob character {glob} inside an array is not supported: quote the element"
                 )
@@ -399,270 +348,3 @@ class _Parser:
         if current is not None:
             fields.append(current)
         return fields
-
-    # -- variables -----------------------------------------------------------------------
-
-    def init_var(self, name: str) -> None:
-        if name not in self.vars:
-            self.vars[name] = {"0": self.environ[name]} if name in self.environ else {}
-
-    def set(self, name: str, key: str, value: str) -> None:
-        self.init_var(name)
-        self.vars[name][key] = value
-
-    def get(self, name: str, key: str) -> str | None:
-        """The value of `name[key]` for an expansion (or `+=`), counted against the bound."""
-        if name in self.vars:
-            value = self.vars[name].get(key)
-        else:
-            value = self.environ.get(name) if key == "0" else None
-        if value:
-            self.expanded += len(value)
-            if self.expanded > MAX_EXPANDED_CHARS:
-                raise self.error(
-                    f"${name}: expansions in this config add up to more than "
-                    f"{MAX_EXPANDED_CHARS // 1024 // 1024} MiB of text; write the values "
-                    "themselves"
-                )
-        return value
-
-    # -- words ---------------------------------------------------------------------------
-
-    def word(self, *, array: bool, assign: bool = False) -> list[_Piece]:
-        """An unquoted word up to a blank or operator: quotes removed, expansions done."""
-        pieces: list[_Piece] = []
-        word_start = True
-        while self.pos < len(self.text):
-            c = self.peek()
-            if c in _WORD_END:
-                break
-            if c == "~" and (word_start or (assign and pieces and pieces[-1][0].endswith(":"))):
-                pieces.append((self.tilde(), False))
-            elif array and c in _GLOB + "{":
-                what = "brace expansion" if c == "{" else f"glob character {c}"
-                raise self.error(f"{what} inside an array is not supported: quote the element")
-            else:
-                pieces.extend(self.part(end=""))
-            word_start = False
-        return pieces
-
-    def part(self, *, end: str) -> list[_Piece]:
-        """One quoted string, escape, expansion or plain character in unquoted text."""
-        c = self.peek()
-        if c == "\\":
-            nxt = self.text[self.pos + 1 : self.pos + 2]
-            self.pos += 2
-            return [] if nxt == "\n" else [(nxt or "\\", False)]
-        if c == "'":
-            return [(self.single_quoted(), False)]
-        if c == '"':
-            return self.double_quoted()
-        if c == "$":
-            return self.dollar(quoted=False)
-        if c == "`":
-            raise self.backtick()
-        # A run of characters that no caller treats specially, at once (a 1 MiB config in
-        # well under a second instead of one Python call per character).
-        m = _PLAIN_RUN.match(self.text, self.pos)
-        text = m.group() if m else c
-        self.pos += len(text)
-        return [(text, bool(end))]  # literal text of ${V:-word} is split like an expansion
-
-    def tilde(self, end: str = "") -> str:
-        rest = self.text[self.pos + 1 : self.pos + 2]
-        if rest not in ("", "/", ":", end) and rest not in _WORD_END:
-            raise self.error("tilde expansion other than ~ and ~/ is not supported: write the path")
-        if "HOME" not in self.environ:
-            raise self.error("~ needs HOME, which is not set: write the path")
-        self.pos += 1
-        return self.environ["HOME"]
-
-    def single_quoted(self) -> str:
-        opened = self.pos
-        end = self.text.find("'", self.pos + 1)
-        if end < 0:
-            raise self.error("unterminated single quote: add the closing '", opened)
-        self.pos = end + 1
-        return self.text[opened + 1 : end]
-
-    def double_quoted(self) -> list[_Piece]:
-        opened = self.pos
-        self.pos += 1
-        pieces: list[_Piece] = []
-        while True:
-            c = self.peek()
-            if c == "":
-                raise self.error('unterminated double quote: add the closing "', opened)
-            if c == '"':
-                self.pos += 1
-                return pieces or [("", False)]
-            pieces.extend(self.dquoted_char(extra=""))
-
-    def dquoted_char(self, extra: str) -> list[_Piece]:
-        """One character or expansion inside double quotes; `extra` may also be escaped."""
-        c = self.peek()
-        if c == "\\":
-            nxt = self.text[self.pos + 1 : self.pos + 2]
-            if nxt == "\n":
-                self.pos += 2
-                return []
-            if nxt and nxt in '$`"\\' + extra:
-                self.pos += 2
-                return [(nxt, False)]
-        elif c == "$":
-            return self.dollar(quoted=True)
-        elif c == "`":
-            raise self.backtick()
-        m = _QUOTED_RUN.match(self.text, self.pos)
-        text = m.group() if m else c
-        self.pos += len(text)
-        return [(text, False)]
-
-    def backtick(self) -> UserError:
-        return self.error(f"command substitution `...` is not supported: {_VALUE}")
-
-    # -- expansions ----------------------------------------------------------------------
-
-    def dollar(self, *, quoted: bool) -> list[_Piece]:
-        after = self.text[self.pos + 1 : self.pos + 2]
-        if after == "(":
-            if self.text.startswith("$((", self.pos):
-                raise self.error(f"arithmetic $((...)) is not supported: {_NUMBER}")
-            raise self.error(f"command substitution $(...) is not supported: {_VALUE}")
-        if after == "[":
-            raise self.error(f"arithmetic $[...] is not supported: {_NUMBER}")
-        if after == "{":
-            return self.braced(quoted)
-        if after == "'" and not quoted:
-            self.pos += 1
-            return [(self.ansi_c(), False)]
-        if after == '"' and not quoted:
-            self.pos += 1
-            return self.double_quoted()
-        m = _NAME_RE.match(self.text, self.pos + 1)
-        if m:
-            self.pos = m.end()
-            value = self.get(m.group(), "0")
-            if not value:
-                self.empty_names.append(m.group())
-            return [(value or "", not quoted)]
-        if after and after in "0123456789@*#?$!-":
-            raise self.special(after)
-        self.pos += 1
-        return [("$", False)]
-
-    def special(self, which: str) -> UserError:
-        return self.error(f"special parameter ${which} is not supported: {_VALUE}")
-
-    def braced(self, quoted: bool) -> list[_Piece]:
-        if self.nesting >= MAX_NESTING:
-            raise self.error(f"${{...}} nested more than {MAX_NESTING} deep: write the value "
-                             "itself")
-        self.nesting += 1
-        try:
-            return self.braced_inner(quoted)
-        finally:
-            self.nesting -= 1
-
-    def braced_inner(self, quoted: bool) -> list[_Piece]:
-        opened = self.pos
-        self.pos += 2
-        m = _NAME_RE.match(self.text, self.pos)
-        if not m:
-            c = self.peek()
-            if c and c in "0123456789@*#?$!-" and self.text[self.pos + 1 : self.pos + 2] == "}":
-                raise self.special(c)
-            raise self.operator(opened)
-        name = m.group()
-        self.pos = m.end()
-        key = "0"
-        if self.peek() == "[":
-            close = self.text.find("]", self.pos)
-            if close < 0:
-                raise self.operator(opened)
-            raw = self.text[self.pos + 1 : close]
-            if raw in ("@", "*"):
-                raise self.error(
-                    f"${{{name}[{raw}]}} (all elements) is not supported: name one element, "
-                    f"e.g. ${{{name}[0]}}"
-                )
-            key = self.check_index(name, raw, self.pos)
-            self.pos = close + 1
-        value = self.get(name, key)
-        op = "-" if self.peek() == "-" else ":-" if self.peek(2) == ":-" else ""
-        if self.peek() == "}":
-            self.pos += 1
-            if not value:
-                self.empty_names.append(name if key == "0" else f"{name}[{key}]")
-            return [(value or "", not quoted)]
-        if not op:
-            raise self.operator(opened)
-        self.pos += len(op)
-        default = self.default_word(quoted, opened)
-        use_default = value is None or (op == ":-" and value == "")
-        return default if use_default else [(value or "", not quoted)]
-
-    def default_word(self, quoted: bool, opened: int) -> list[_Piece]:
-        """The `word` of ${VAR:-word}, up to the matching `}`."""
-        pieces: list[_Piece] = []
-        start = True
-        while True:
-            c = self.peek()
-            if c == "":
-                raise self.error("unterminated ${ : add the closing }", opened)
-            if c == "}":
-                self.pos += 1
-                return pieces
-            if quoted:
-                if c == '"':
-                    pieces.extend(self.double_quoted())
-                else:
-                    pieces.extend(self.dquoted_char(extra="}"))
-            elif c == "~" and start:
-                pieces.append((self.tilde(end="}"), False))
-            else:
-                pieces.extend(self.part(end="}"))
-            start = False
-
-    def operator(self, opened: int) -> UserError:
-        close = self.text.find("}", opened)
-        if close < 0:
-            return self.error("unterminated ${ : add the closing }", opened)
-        shown = self.text[opened : close + 1] if 0 <= close < opened + 40 else "${..."
-        return self.error(
-            f"parameter expansion {shown} is not supported: only $VAR, ${{VAR}}, ${{VAR[n]}}, "
-            "${VAR:-word} and ${VAR-word} are; write the value itself",
-            opened,
-        )
-
-    def ansi_c(self) -> str:
-        """$'...' strings: C escapes as bash decodes them."""
-        opened = self.pos - 1
-        self.pos += 1
-        out: list[str] = []
-        while True:
-            c = self.peek()
-            if c == "":
-                raise self.error("unterminated $' quote: add the closing '", opened)
-            self.pos += 1
-            if c == "'":
-                return "".join(out)
-            if c != "\\":
-                out.append(c)
-                continue
-            e = self.peek()
-            self.pos += 1
-            if e in _ANSI_C:
-                out.append(_ANSI_C[e])
-            elif m := re.compile(r"[0-7]{1,3}").match(self.text, self.pos - 1):
-                out.append(chr(int(m.group(), 8) & 0xFF))
-                self.pos = m.end()
-            elif e == "x" and (m := re.compile(r"[0-9A-Fa-f]{1,2}").match(self.text, self.pos)):
-                out.append(chr(int(m.group(), 16)))
-                self.pos = m.end()
-            elif e in ("c", "u", "U", "x"):
-                raise self.error(
-                    f"the escape \\{e} in $'...' is not supported: write the character"
-                )
-            else:
-                out.append("\\" + e)

@@ -7,38 +7,37 @@ XEN_LOAD/DOM0_LOAD/DOMU_LOAD[n], APPEND_EXTRA_CMDS, XEN_POLICY, BITSTREAM, DT ov
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ibtasks.config.load_command import resolve_load_cmd
+from ibtasks.config.reader import from_key
 from ibtasks.errors import UserError
 
 if TYPE_CHECKING:
     from ibtasks.config.reader import Binary, KeyReader
 
-BOOT_CMDS = ("booti", "bootm", "bootz", "bootefi", "none")
-DEFAULT_LINUX_CMD = "earlycon console=ttyPS0,115200"
 # Keys whose files belong to the host side: they use XEN_LOAD when it is set.
 HOST_KEYS = ("XEN", "LINUX", "LINUX_RAMDISK", "XEN_POLICY", "DEVICE_TREE", "BITSTREAM")
 
 
 @dataclass(frozen=True)
 class BootOptions:
-    """The script-level choices beyond the seed's; defaults give the seed's script."""
+    """The script-level choices beyond the seed's; the table's defaults give the seed's script."""
 
-    boot_cmd: str = "booti"
-    append_extra_cmds: Binary | None = None
-    print_chosen: bool = False  # DBG_FDT_PRINT_CHOSEN
-    xen_load: str | None = None
-    dom0_load: str | None = None
-    domu_load: tuple[tuple[int, str], ...] = ()  # (domU index, DOMU_LOAD[index])
-    prepend_path: str = ""  # -p: prefix of every path the script loads
-    calc: bool = False  # -s: addresses computed by U-Boot at boot
-    xen_policy: Binary | None = None
-    bitstream: Binary | None = None
-    dt_overlays: tuple[Binary, ...] = ()
-    linux_cmd: str = ""  # bare-metal mode only (the config's `xen` is then LINUX)
-    linux_ramdisk: Binary | None = None
+    boot_cmd: str = field(metadata=from_key("BOOT_CMD"))
+    append_extra_cmds: Binary | None = field(metadata=from_key("APPEND_EXTRA_CMDS"))
+    print_chosen: bool = field(metadata=from_key("DBG_FDT_PRINT_CHOSEN"))
+    xen_load: str | None
+    dom0_load: str | None
+    domu_load: tuple[tuple[int, str], ...]  # (domU index, DOMU_LOAD[index])
+    prepend_path: str  # -p: prefix of every path the script loads
+    calc: bool  # -s: addresses computed by U-Boot at boot
+    xen_policy: Binary | None = field(metadata=from_key("XEN_POLICY"))
+    bitstream: Binary | None = field(metadata=from_key("BITSTREAM"))
+    dt_overlays: tuple[Binary, ...]
+    linux_cmd: str  # bare-metal mode only (the config's `xen` is then LINUX); else ''
+    linux_ramdisk: Binary | None = field(metadata=from_key("LINUX_RAMDISK"))
 
     def load_cmd_for(self, key: str, default: str) -> str:
         """The load command of the file named by `key` (`DOMU_KERNEL[1]`, `DT_OVERLAY[0]`...)."""
@@ -61,10 +60,7 @@ def _load_text(reader: KeyReader, name: str, index: int | None = None) -> str | 
 def read_boot_options(reader: KeyReader, prepend_path: str, calc: bool, linux_mode: bool,
                       num_domus: int) -> BootOptions:
     """Validate the keys of this module; raise `UserError` naming the key and its place."""
-    boot_cmd = (reader.text("BOOT_CMD") or "booti").strip()
-    if boot_cmd not in BOOT_CMDS:
-        raise UserError(f"BOOT_CMD: expected one of {', '.join(BOOT_CMDS)}, got '{boot_cmd}'",
-                        reader.where("BOOT_CMD"))
+    boot_cmd = reader.choice_or_default("BOOT_CMD")
     if calc and boot_cmd == "bootm":
         raise UserError("BOOT_CMD: bootm needs Xen wrapped in a uImage whose header holds its "
                         "load address, which -s leaves to U-Boot; use booti or drop -s",
@@ -83,28 +79,20 @@ def read_boot_options(reader: KeyReader, prepend_path: str, calc: bool, linux_mo
             raise UserError(f"{name} needs {other}, which is not set", reader.where(name))
     linux_cmd = ""
     if linux_mode:
-        linux_cmd = (reader.text("LINUX_CMD") or DEFAULT_LINUX_CMD).strip()
-        if '"' in linux_cmd:
-            raise UserError("LINUX_CMD: a double quote cannot appear in a command line",
-                            reader.where("LINUX_CMD"))
+        linux_cmd = reader.command_line("LINUX_CMD")
         if "root=" not in linux_cmd:
             linux_cmd += " root=/dev/ram0"
     domu_load = tuple((i, cmd) for i in range(num_domus)
                       if (cmd := _load_text(reader, "DOMU_LOAD", i)) is not None)
     return BootOptions(
-        boot_cmd=boot_cmd,
-        append_extra_cmds=reader.binary("APPEND_EXTRA_CMDS"),
-        print_chosen=reader.flag("DBG_FDT_PRINT_CHOSEN"),
+        **reader.read_fields(BootOptions),
         xen_load=_load_text(reader, "XEN_LOAD"),
         dom0_load=_load_text(reader, "DOM0_LOAD"),
         domu_load=domu_load,
         prepend_path=prepend_path.rstrip("/"),
         calc=calc,
-        xen_policy=reader.binary("XEN_POLICY"),
-        bitstream=reader.binary("BITSTREAM"),
         dt_overlays=tuple(overlays),
         linux_cmd=linux_cmd,
-        linux_ramdisk=reader.binary("LINUX_RAMDISK"),
     )
 
 

@@ -11,29 +11,24 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 
 from ibtasks.config import disk_settings as diskconfig
-from ibtasks.config.board_paths import output_name_problem
 from ibtasks.config.boot_options import BootOptions, read_boot_options
-from ibtasks.config.domain_checks import check_dom0, check_domus, choose_xen_cmd
-from ibtasks.config.domain_props import (
-    AFFINITY_KEY,
-    build_domu_props,
-    build_xen_props,
-)
+from ibtasks.config.dom0 import check_dom0, check_no_dom0, dom0_command_line
+from ibtasks.config.domu import read_domu
+from ibtasks.config.domu_checks import check_domus
+from ibtasks.config.domu_props import AFFINITY_KEY
 from ibtasks.config.fit_settings import read_fit_settings
-from ibtasks.config.load_command import deduce_dom0_root
 from ibtasks.config.model import Config, DomU, Options
+from ibtasks.config.output_names import config_output_name, output_names, source_stem
+from ibtasks.config.output_names import output_paths as output_paths  # the CLI's import
 from ibtasks.config.reader import Binary, KeyReader, RawConfig, RawKey
 from ibtasks.config.script_checks import check_raw_values, check_script_inputs
-from ibtasks.config.settings import (
-    SETTINGS_BY_NAME,
-    is_set,
-)
+from ibtasks.config.settings import SETTINGS_BY_NAME, is_set
 from ibtasks.config.value_warnings import alignment_warnings, beyond_count_warnings, flag_warnings
+from ibtasks.config.xen_cmd import choose_xen_cmd
+from ibtasks.config.xen_props import read_xen_props
 from ibtasks.errors import UserError
-from ibtasks.formats.hush import word_problem
 
 # Keys of today's upstream ImageBuilder that change what boots; silently ignoring them would boot
 # a different system than the user asked for.
@@ -61,12 +56,6 @@ def check_strict(warnings: Sequence[str], strict: bool) -> None:
         raise UserError(warnings[0])
 
 
-def _boot_fs(text: str, where: str | None) -> str:
-    if text not in ("fat", "ext4"):
-        raise UserError(f"BOOT_FS: expected fat or ext4, got '{text}'", where)
-    return text
-
-
 def build_config(raw: RawConfig, options: Options) -> Config:
     """Validate `raw`, apply defaults; raise `UserError` naming the place of the first problem.
 
@@ -77,13 +66,12 @@ def build_config(raw: RawConfig, options: Options) -> Config:
     xen, linux_mode = _host_kernel(reader)
     num_domus = reader.count("NUM_DOMUS")
     if linux_mode:
-        _check_no_dom0(reader, num_domus)
-    has_dom0 = check_dom0(raw.values)
-    xen_props = build_xen_props(raw.values, raw.source)
-    domus = tuple(_build_domu(reader, i, has_dom0, len(xen_props.cpupools))
+        check_no_dom0(reader, num_domus)
+    has_dom0 = check_dom0(reader)
+    xen_props = read_xen_props(reader)
+    domus = tuple(read_domu(reader, i, has_dom0, len(xen_props.cpupools))
                   for i in range(num_domus))
-    check_domus([(d.index, d.boots_with_xen, d.props) for d in domus], has_dom0, raw.source,
-                raw.values)
+    check_domus([(d.index, d.boots_with_xen, d.props) for d in domus], has_dom0, reader)
     if not linux_mode and not has_dom0 and not any(d.boots_with_xen for d in domus):
         raise UserError("without DOM0_KERNEL at least one domU must be started by Xen "
                         "(NUM_DOMUS, DOMU_KERNEL[n])", reader.where("NUM_DOMUS") or raw.source)
@@ -103,18 +91,14 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         )
 
     dom0_rootfs = reader.binary("DOM0_ROOTFS")
-    dom0_cmd = reader.text("DOM0_CMD") or ""
-    if linux_mode:
-        dom0_cmd = ""
-    elif "root=" not in dom0_cmd:
-        root = deduce_dom0_root(boot.dom0_load or load_cmd, dom0_rootfs is not None)
-        dom0_cmd = f"{dom0_cmd} {root}"
+    dom0_cmd = ("" if linux_mode else
+                dom0_command_line(reader, boot.dom0_load or load_cmd, dom0_rootfs is not None))
 
-    uboot_source, uboot_script, fdtedit = _output_names(reader, options)
+    uboot_source, uboot_script, fdtedit = output_names(reader, options)
     fit, fit_warnings = read_fit_settings(_fit_lookup(reader, options), options.fit,
-                                          _stem(uboot_source), options.root_dir)
+                                          source_stem(uboot_source), options.root_dir)
     if fit is not None and reader.where("FIT"):
-        fit = replace(fit, name=_config_output_name(reader, options, "FIT") or fit.name)
+        fit = replace(fit, name=config_output_name(reader, options, "FIT") or fit.name)
 
     config = Config(
         source=raw.source,
@@ -125,10 +109,10 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         memory_end=memory_end,
         host_dtb=_host_dtb(reader, options.calc),
         xen=xen,
-        xen_cmd=choose_xen_cmd(raw.values, _bootargs(reader, "XEN_CMD"), has_dom0, xen_props,
+        xen_cmd=choose_xen_cmd(reader, reader.command_line("XEN_CMD"), has_dom0, xen_props,
                                any(d.props.colors for d in domus)),
         dom0_kernel=None if linux_mode else reader.binary("DOM0_KERNEL"),
-        dom0_cmd=_check_quotes(dom0_cmd, "DOM0_CMD", reader.where("DOM0_CMD")),
+        dom0_cmd=dom0_cmd,
         dom0_ramdisk=reader.binary("DOM0_RAMDISK"),
         dom0_rootfs=dom0_rootfs,
         domus=domus,
@@ -136,8 +120,7 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         uboot_script=uboot_script,
         fdtedit=fdtedit,
         preedited_dtb=options.preedited_dtb or reader.flag("PREEDITED_DTB"),
-        boot_fs=_boot_fs(options.boot_fs or reader.text("BOOT_FS") or "fat",
-                         reader.where("BOOT_FS")),
+        boot_fs=options.boot_fs or reader.choice_or_default("BOOT_FS"),
         warnings=raw.warnings + fit_warnings,
         strict=is_strict(raw, options),
         environ_used=raw.environ_used,
@@ -218,17 +201,6 @@ def _host_kernel(reader: KeyReader) -> tuple[Binary, bool]:
     return reader.required_binary("XEN"), False
 
 
-def _check_no_dom0(reader: KeyReader, num_domus: int) -> None:
-    for name in ("DOM0_KERNEL", "DOM0_RAMDISK", "DOM0_ROOTFS", "XEN_CMD", "DOM0_CMD",
-                 "DOM0_LOAD"):
-        if reader.where(name):
-            raise UserError(f"{name}: a bare-metal LINUX boot has no Xen or dom0; remove it or "
-                            "set XEN instead of LINUX", reader.where(name))
-    if num_domus:
-        raise UserError("NUM_DOMUS: a bare-metal LINUX boot has no domUs; set it to 0 or set "
-                        "XEN instead of LINUX", reader.where("NUM_DOMUS"))
-
-
 def _covering_load_cmd(boot: BootOptions, domus: tuple[DomU, ...],
                        has_dom0: bool) -> str | None:
     """Without LOAD_CMD, XEN_LOAD may stand in when the per-image keys cover every file."""
@@ -236,45 +208,6 @@ def _covering_load_cmd(boot: BootOptions, domus: tuple[DomU, ...],
     if boot.xen_load and (boot.linux_cmd or boot.dom0_load or not has_dom0) and all(
             d.index in covered for d in domus if d.boots_with_xen):
         return boot.xen_load
-    return None
-
-
-def _output_names(reader: KeyReader, options: Options, strict: bool = True
-                  ) -> tuple[str, str, str]:
-    """UBOOT_SOURCE, UBOOT_SCRIPT and FDTEDIT, with -o NAME winning over the first two.
-
-    Names from the config are normalised and must stay inside the output directory (a
-    UserError naming the key otherwise; with `strict` False such a name is replaced by its
-    default, so that cleaning up after a failure never touches a file outside); -o may point
-    anywhere, as vendor build systems rely on (`-o ${WORKDIR}/xen_boot`).
-    """
-    if options.output_name:
-        problem = word_problem(options.output_name)
-        if problem is not None and strict:
-            raise UserError(f"-o: the output name {options.output_name} {problem}")
-        uboot_source = f"{options.output_name}.source"
-        uboot_script = f"{options.output_name}.scr"
-    else:
-        uboot_source = _config_output_name(reader, options, "UBOOT_SOURCE", strict) or "boot.source"
-        uboot_script = (_config_output_name(reader, options, "UBOOT_SCRIPT", strict)
-                        or f"{_stem(uboot_source)}.scr")
-    fdtedit = (_config_output_name(reader, options, "FDTEDIT", strict)
-               or f"{_stem(uboot_source)}.dtb")
-    return uboot_source, uboot_script, fdtedit
-
-
-def _config_output_name(reader: KeyReader, options: Options, name: str, strict: bool = True
-                        ) -> str | None:
-    """An output name given in the config, normalised inside the output directory; None when
-    unset (or, not `strict`, when it points outside)."""
-    value = reader.raw.values.get((name, None))
-    if value is None or not value.text:
-        return None
-    normal, problem = output_name_problem(options.output_dir or options.root_dir, value.text)
-    if problem is None:
-        return normal
-    if strict:
-        raise UserError(f"{name}: {problem}", value.where)
     return None
 
 
@@ -290,76 +223,6 @@ def _fit_lookup(reader: KeyReader, options: Options
             return value, flag
         return reader.text(name), reader.where(name)
     return lookup
-
-
-def output_paths(raw: RawConfig, options: Options) -> list[Path]:
-    """Where a build of `raw` writes its outputs, even if `raw` does not validate.
-
-    A failed build removes them, as the original did, so a stale boot.scr from an earlier
-    config is never taken for the result of this one.
-    """
-    out_dir = options.output_dir or options.root_dir
-    reader = KeyReader(raw)
-    names = list(_output_names(reader, options, strict=False))
-    fit = (_config_output_name(reader, options, "FIT", strict=False)
-           or (f"{_stem(names[0])}.fit" if options.fit else None))
-    return [out_dir / name for name in names + ([fit] if fit else [])]
-
-
-def _stem(name: str) -> str:
-    return name[: -len(".source")] if name.endswith(".source") else name
-
-
-def _bootargs(reader: KeyReader, name: str, index: int | None = None) -> str:
-    return _check_quotes(reader.text(name, index) or "", reader.label(name, index),
-                         reader.where(name, index))
-
-
-def _check_quotes(text: str, label: str, where: str | None) -> str:
-    # The value lands inside "..." of a U-Boot `fdt set` command, which has no escape for '"'.
-    if '"' in text:
-        raise UserError(f"{label}: a double quote cannot appear in a command line", where)
-    return text.strip()
-
-
-def _build_domu(reader: KeyReader, i: int, has_dom0: bool = True, num_cpupools: int = 0) -> DomU:
-    noboot = reader.flag("DOMU_NOBOOT", i)
-    rootfs = reader.binary("DOMU_ROOTFS", i)
-    kernel = reader.binary("DOMU_KERNEL", i)
-    if kernel is None and not noboot and rootfs is None:
-        raise UserError(f"DOMU_KERNEL[{i}] is required for a domU that Xen boots "
-                        f"(NUM_DOMUS is {reader.count('NUM_DOMUS')})", reader.where("NUM_DOMUS"))
-    mem = reader.count("DOMU_MEM", i, unit="MiB")
-    vcpus = reader.count("DOMU_VCPUS", i)
-    if mem == 0:
-        raise UserError(f"DOMU_MEM[{i}]: must be at least 1 MiB", reader.where("DOMU_MEM", i))
-    if vcpus == 0:
-        raise UserError(f"DOMU_VCPUS[{i}]: must be at least 1", reader.where("DOMU_VCPUS", i))
-    props = build_domu_props(reader.raw.values, reader.raw.source, i, has_dom0=has_dom0,
-                             vcpus=vcpus, num_cpupools=num_cpupools)
-    if props.static_mem:
-        kib = props.static_mem_kib
-        if reader.where("DOMU_MEM", i) is not None and mem * 1024 != kib:
-            raise UserError(f"DOMU_MEM[{i}] is {mem} MiB but DOMU_STATIC_MEM[{i}] adds up to "
-                            f"{kib} KiB: leave DOMU_MEM[{i}] out", reader.where("DOMU_MEM", i))
-        mem = -(-kib // 1024)
-    cmd = _bootargs(reader, "DOMU_CMD", i)
-    if not props.vpl011 and not reader.raw.values.get(("DOMU_CMD", i)):
-        cmd = ""  # upstream: no console=ttyAMA0 without the virtual PL011
-    return DomU(
-        index=i,
-        kernel=kernel,
-        cmd=cmd,
-        ramdisk=reader.binary("DOMU_RAMDISK", i),
-        passthrough_dtb=reader.binary("DOMU_PASSTHROUGH_DTB", i),
-        mem_mib=mem,
-        vcpus=vcpus,
-        noboot=noboot,
-        rootfs=rootfs,
-        cmd_given=reader.given("DOMU_CMD", i),
-        props=props,
-        driver_domain=reader.flag("DOMU_DRIVER_DOMAIN", i),
-    )
 
 
 def _check_inputs_exist(config: Config, inputs: list[Binary] | None = None) -> None:

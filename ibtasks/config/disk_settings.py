@@ -14,19 +14,15 @@ from ibtasks.formats.mbr import check_dos_partition_count
 if TYPE_CHECKING:
     from ibtasks.config.reader import Binary, KeyReader
 
-TABLE_FORMATS = ("gpt", "dos")
-
 
 def partition_table(reader: KeyReader, from_cli: str | None) -> str:
     """`--table` wins over PARTITION_TABLE; GPT=y (upstream's switch) must agree; a DOS table
     must hold every partition in its four primary slots."""
     if from_cli is not None:
-        text, where = from_cli, f"--table {from_cli}"  # argparse allows only TABLE_FORMATS
+        text, where = from_cli, f"--table {from_cli}"  # argparse allows only the row's choices
     else:
-        text = (reader.text("PARTITION_TABLE") or "gpt").strip().lower()
+        text = reader.choice_or_default("PARTITION_TABLE")
         where = reader.where("PARTITION_TABLE") or reader.raw.source
-        if text not in TABLE_FORMATS:
-            raise UserError(f"PARTITION_TABLE: expected gpt or dos, got '{text}'", where)
         if text == "dos" and reader.flag("GPT"):
             raise UserError("GPT: set together with PARTITION_TABLE=dos; remove one of them",
                             reader.where("GPT"))

@@ -10,27 +10,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ibtasks.config.boot_options import BootOptions
-from ibtasks.config.domain_props import DomUProps, XenProps
+from ibtasks.config.domu_props import DomUProps
 from ibtasks.config.fit_settings import FitSettings
-from ibtasks.config.reader import Binary
+from ibtasks.config.reader import Binary, from_key
+from ibtasks.config.xen_props import XenProps
 
 
 @dataclass(frozen=True)
 class DomU:
-    """One dom0less domU, `DOMU_*[index]`."""
+    """One dom0less domU, `DOMU_*[index]`; fields marked `from_key` are read through their
+    key's row of the settings table (`config.domu.read_domu`)."""
 
     index: int
-    kernel: Binary | None
+    kernel: Binary | None = field(metadata=from_key("DOMU_KERNEL"))
     cmd: str
-    ramdisk: Binary | None
-    passthrough_dtb: Binary | None
+    ramdisk: Binary | None = field(metadata=from_key("DOMU_RAMDISK"))
+    passthrough_dtb: Binary | None = field(metadata=from_key("DOMU_PASSTHROUGH_DTB"))
     mem_mib: int
-    vcpus: int
-    noboot: bool
-    rootfs: Binary | None
-    cmd_given: str | None = None  # DOMU_CMD as written, None when unset (xl configs differ)
-    props: DomUProps = field(default_factory=DomUProps)  # upstream extras (domains.py)
-    driver_domain: bool = False
+    vcpus: int = field(metadata=from_key("DOMU_VCPUS"))
+    noboot: bool = field(metadata=from_key("DOMU_NOBOOT"))
+    rootfs: Binary | None = field(metadata=from_key("DOMU_ROOTFS"))
+    cmd_given: str | None  # DOMU_CMD as written, None when unset (xl configs differ)
+    props: DomUProps  # upstream's extras (domu_props.py)
+    driver_domain: bool = field(metadata=from_key("DOMU_DRIVER_DOMAIN"))
 
     @property
     def boots_with_xen(self) -> bool:
@@ -60,16 +62,16 @@ class Config:
     uboot_script: str
     fdtedit: str
     preedited_dtb: bool
-    boot_fs: str = "fat"
-    warnings: tuple[str, ...] = field(default=(), compare=False)
-    environ_used: tuple[str, ...] = field(default=(), compare=False)
+    boot_fs: str  # disk-image: fat or ext4
+    warnings: tuple[str, ...] = field(compare=False)
+    environ_used: tuple[str, ...] = field(compare=False)
     # --strict or STRICT=y: warnings found while building (the layout's) are errors too.
-    strict: bool = False
-    partition_table: str = "gpt"  # disk-image: gpt or dos
-    boot_aux_files: tuple[Binary, ...] = ()  # disk-image: BOOT_AUX_FILE[n]
-    fit: FitSettings | None = None  # FIT mode (-f, FIT): see fitplan
-    xen_props: XenProps = field(default_factory=XenProps)  # heap, colours, pools (domains.py)
-    boot: BootOptions = field(default_factory=BootOptions)  # boot command, loads: bootopts.py
+    strict: bool
+    partition_table: str  # disk-image: gpt or dos
+    boot_aux_files: tuple[Binary, ...]  # disk-image: BOOT_AUX_FILE[n]
+    fit: FitSettings | None  # FIT mode (-f, FIT): see plan.fit
+    xen_props: XenProps  # heap, colours, pools (xen_props.py)
+    boot: BootOptions  # boot command, loads (boot_options.py)
 
     @property
     def device_tree(self) -> Binary:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ibtasks.config.settings import SETTINGS_BY_NAME, Kind, flag_word, parse_address, parse_count
+from ibtasks.config.settings import SETTINGS_BY_NAME, Kind, flag_word, parse_count
 
 if TYPE_CHECKING:
     from ibtasks.config.reader import RawKey, RawValue
@@ -37,11 +37,12 @@ def _text(values: Values, name: str) -> str | None:
 
 
 def _count(values: Values, name: str) -> int | None:
-    """The count key's value; None when it does not parse (build_config reports that)."""
+    """The count key's value, or its row's default; None when it does not parse (build_config
+    reports that)."""
     text = _text(values, name)
     if text is None or text.strip() == "":
-        return 0
-    return parse_count(text) if name != "NUM_CPUPOOLS" else parse_address(text)
+        text = SETTINGS_BY_NAME[name].default or ""
+    return parse_count(text)
 
 
 def beyond_count_warnings(values: Values) -> tuple[str, ...]:
