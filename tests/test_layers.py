@@ -42,8 +42,8 @@ ALLOWED: dict[str, frozenset[str]] = {
 DOIT_LAYERS = frozenset({"tasks"})
 MAX_LINES = 400
 # Modules being split while the package is restructured; this list only shrinks.
-BEING_SPLIT = {"ibtasks.config.bash_reader", "ibtasks.config.build", "ibtasks.tasks.boot",
-               "ibtasks.qemu.runner", "ibtasks.formats.devicetree", "ibtasks.cli.main"}
+BEING_SPLIT = {"ibtasks.config.bash_reader", "ibtasks.config.build", "ibtasks.qemu.runner",
+               "ibtasks.formats.devicetree", "ibtasks.cli.main"}
 
 
 @dataclass(frozen=True)

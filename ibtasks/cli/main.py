@@ -251,7 +251,7 @@ def _make_folder(folder: Path, what: str) -> None:
 def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
     """Run the command holding the lock of its state folder (and of disk-image's -w folder),
     after healing what a killed build left: set-aside files, temporaries (tasks.ownership)."""
-    from ibtasks.tasks.boot import WORK_DIR_NAME
+    from ibtasks.tasks.build_dirs import WORK_DIR_NAME
     from ibtasks.tasks.build_lock import BuildLock, LockTimeout, hold_locks, lock_timeout
     from ibtasks.tasks.ownership import OutputGuard, remove_stale_temporaries
 
@@ -336,7 +336,8 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     from ibtasks.plan.boot_script import render_final_message
     from ibtasks.plan.layout import render_memory_map
     from ibtasks.plan.outputs import boot_outputs, check_output_clashes, inputs, outputs
-    from ibtasks.tasks.boot import anchored, boot_tasks, source_date_epoch, work_dir
+    from ibtasks.tasks.boot import boot_tasks
+    from ibtasks.tasks.build_dirs import anchored, source_date_epoch, work_dir
     from ibtasks.tasks.chain import BY_SCRIPT_GEN, script_flags, write_generated
     from ibtasks.tasks.runner import run_graph
 
@@ -401,7 +402,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     from ibtasks.plan.disk_contents import check_disk_config
     from ibtasks.plan.outputs import boot_outputs, check_output_clashes, inputs, outputs
     from ibtasks.plan.outputs import disk_outputs as disk_clash_outputs
-    from ibtasks.tasks.boot import anchored, anchored_path, source_date_epoch, work_dir
+    from ibtasks.tasks.build_dirs import anchored, anchored_path, source_date_epoch, work_dir
     from ibtasks.tasks.chain import plan_boot_script, script_flags, write_generated
     from ibtasks.tasks.disk import DiskOptions, all_tasks, disk_outputs
     from ibtasks.tasks.runner import run_graph
