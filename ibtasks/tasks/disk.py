@@ -239,6 +239,7 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
 
 
 def disk_outputs(options: DiskOptions) -> list[Path]:
+    """The user-visible outputs of the disk tasks: the image and its partition record."""
     return [options.image, Path(f"{options.image}.parts.json")]
 
 
