@@ -8,7 +8,7 @@ input DTB already uses (`dtfacts.DtFacts`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ibtasks.config.model import Config, DomU
 from ibtasks.errors import UserError
@@ -176,14 +176,3 @@ def cpupool_edits(config: Config, phandles: Phandles) -> list[DtEdit]:
             edits.append(SetProp(node.path, "cpupool-sched", Strings((pool.sched,))))
     return edits
 
-
-def edit_inputs(config: Config) -> dict[str, object]:
-    """What these edits read from the config, for the tasks' `config_changed`; the places of
-    keys (for error messages) are left out, so moving a line rebuilds nothing."""
-    xen = replace(config.xen_props, static_heap_where=None,
-                  cpupools=tuple(replace(p, where="") for p in config.xen_props.cpupools))
-    return {
-        "xen_props": repr(xen),
-        "domu_props": [repr(replace(d.props, passthrough_where=None)) for d in config.domus],
-        "has_dom0": config.dom0_kernel is not None,
-    }
