@@ -18,7 +18,8 @@ import pytest
 from ibtasks.errors import UserError
 from ibtasks.formats.cells import check_u32, to_cells
 from ibtasks.plan.layout import Module, align_up, plan_layout
-from ibtasks.tasks.boot import write_layout
+from ibtasks.tasks.boot_actions import write_layout
+from ibtasks.tasks.task_inputs import LayoutInput
 from tests.conftest import run_ibtasks
 
 TOP = 1 << 64
@@ -134,7 +135,9 @@ def test_bitstream_of_4_gib_is_rejected_for_fpga_load(tmp_path: Path) -> None:
                                            "effective_size": size}))
     modules = [(key, key.lower(), str(path)) for key, path in checks.items()]
     with pytest.raises(UserError) as info:
-        write_layout(0x40000000, 0x200000000, modules, None, str(tmp_path / "layout.json"))
+        write_layout(LayoutInput(0x40000000, 0x200000000, tuple(m[:2] for m in modules), None,
+                                 False), tuple(m[2] for m in modules), None,
+                     str(tmp_path / "layout.json"))
     assert str(info.value) == ("BITSTREAM: 0x100000000 (4294967296) does not fit the size "
                                "argument of 'fpga load' (32 bits)")
     assert not (tmp_path / "layout.json").exists()

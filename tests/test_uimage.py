@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ibtasks.formats.uimage import ScriptImage, build_script_image, parse_script_image
-from ibtasks.tasks.boot import DEFAULT_EPOCH
+from ibtasks.tasks.build_dirs import DEFAULT_EPOCH
 from tests.conftest import GOLDENS, run_ibtasks
 
 EPOCH = 1700000000  # 2023-11-14 22:13:20 UTC

@@ -26,7 +26,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     from ibtasks.plan.disk_contents import check_disk_config
     from ibtasks.plan.outputs import boot_outputs, check_output_clashes, inputs, outputs
     from ibtasks.plan.outputs import disk_outputs as disk_clash_outputs
-    from ibtasks.tasks.boot import anchored, anchored_path, source_date_epoch, work_dir
+    from ibtasks.tasks.build_dirs import anchored, anchored_path, source_date_epoch, work_dir
     from ibtasks.tasks.chain import plan_boot_script, script_flags, write_generated
     from ibtasks.tasks.disk import DiskOptions, all_tasks, disk_outputs
     from ibtasks.tasks.runner import run_graph

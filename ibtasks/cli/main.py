@@ -31,7 +31,7 @@ EXIT_USER_ERROR = 1
 def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
     """Run the command holding the lock of its state folder (and of disk-image's -w folder),
     after healing what a killed build left: set-aside files, temporaries (tasks.ownership)."""
-    from ibtasks.tasks.boot import WORK_DIR_NAME
+    from ibtasks.tasks.build_dirs import WORK_DIR_NAME
     from ibtasks.tasks.build_lock import BuildLock, LockTimeout, hold_locks, lock_timeout
     from ibtasks.tasks.ownership import OutputGuard, remove_stale_temporaries
 

@@ -24,7 +24,8 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     from ibtasks.plan.boot_script import render_final_message
     from ibtasks.plan.layout import render_memory_map
     from ibtasks.plan.outputs import boot_outputs, check_output_clashes, inputs, outputs
-    from ibtasks.tasks.boot import anchored, boot_tasks, source_date_epoch, work_dir
+    from ibtasks.tasks.boot import boot_tasks
+    from ibtasks.tasks.build_dirs import anchored, source_date_epoch, work_dir
     from ibtasks.tasks.chain import BY_SCRIPT_GEN, script_flags, write_generated
     from ibtasks.tasks.runner import run_graph
 

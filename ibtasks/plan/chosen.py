@@ -12,8 +12,6 @@ kernel's bootargs (Q2), 64-bit reg cells (Q3), and node names with unit addresse
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ibtasks.config.model import Config, DomU
 from ibtasks.errors import UserError
 from ibtasks.formats.cells import to_cells
@@ -231,15 +229,3 @@ def cpupool_edits(config: Config, phandles: Phandles) -> list[DtEdit]:
         if pool.sched:
             edits.append(SetProp(node.path, "cpupool-sched", Strings((pool.sched,))))
     return edits
-
-
-def edit_inputs(config: Config) -> dict[str, object]:
-    """What these edits read from the config, for the tasks' `config_changed`; the places of
-    keys (for error messages) are left out, so moving a line rebuilds nothing."""
-    xen = replace(config.xen_props, static_heap_where=None,
-                  cpupools=tuple(replace(p, where="") for p in config.xen_props.cpupools))
-    return {
-        "xen_props": repr(xen),
-        "domu_props": [repr(replace(d.props, passthrough_where=None)) for d in config.domus],
-        "has_dom0": config.dom0_kernel is not None,
-    }

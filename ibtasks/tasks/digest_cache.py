@@ -36,6 +36,8 @@ class DigestCache:
         self.entries: dict[str, list[Any]] = read_state(path, _valid) or {}
 
     def digest(self, file_path: str, mtime: float, size: int) -> str:
+        """The md5 of `file_path` (as doit's MD5Checker computes it), from the cache when its
+        (mtime, size in bytes) are the ones recorded, else read and recorded."""
         entry = self.entries.get(file_path)
         if entry and entry[0] == mtime and entry[1] == size:
             return str(entry[2])
@@ -60,8 +62,12 @@ def make_checker(cache_path: str) -> type[MD5Checker]:
     atexit.register(cache.save)
 
     class CachedMD5Checker(MD5Checker):  # type: ignore[misc]
+        """doit's MD5Checker taking each digest from `cache`."""
+
         def check_modified(self, file_path: str, file_stat: os.stat_result,
                            state: tuple[float, int, str]) -> bool:
+            """Whether the file differs from `state` (mtime, size, md5): same mtime is
+            unchanged, another size changed, else the digests decide."""
             timestamp, size, digest = state
             if file_stat.st_mtime == timestamp:
                 return False
@@ -70,6 +76,8 @@ def make_checker(cache_path: str) -> type[MD5Checker]:
             return digest != cache.digest(file_path, file_stat.st_mtime, file_stat.st_size)
 
         def get_state(self, dep: str, current_state: Any) -> tuple[float, int, str] | None:
+            """The (mtime, size, md5) doit records for `dep`; None when its mtime is the one
+            recorded (nothing to save)."""
             stat = os.stat(dep)
             if current_state and current_state[0] == stat.st_mtime:
                 return None

@@ -11,7 +11,6 @@ No root: FAT via pyfatfs, ext4 via fakeroot + mkfs.ext4 -d, the GPT in Python.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -32,8 +31,8 @@ from ibtasks.formats.mbr import LINUX, fat_partition_type
 from ibtasks.fsutil import make_temp_beside, write_atomic
 from ibtasks.plan.disk_contents import boot_files, xl_configs
 from ibtasks.plan.outputs import outputs
-from ibtasks.tasks.boot import TaskDict, run_step
-from ibtasks.tasks.uptodate import task_uptodate
+from ibtasks.tasks.boot import boot_tasks, keyed
+from ibtasks.tasks.step import TaskDict, run_step
 
 BOOT_SLACK_MIB = 16  # the original's boot partition: its files plus 16 MiB
 
@@ -46,6 +45,44 @@ class DiskOptions:
     work: Path  # -w: partition images and doit's state
     slack_mib: int = 128  # -s: free space in each rootfs partition
     power_of_two: bool = False  # -a: disk size in MiB rounded up to a power of two
+
+
+@dataclass(frozen=True)
+class BootPartitionInput:
+    """ib_partition:boot: each file as (path in the partition, source file), the filesystem
+    (`fat` or `ext4`), the identity the volume ID derives from, and the time stamped on every
+    file (seconds since 1970)."""
+
+    files: tuple[tuple[str, Path], ...]
+    boot_fs: str
+    identity: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class RootfsPartitionInput:
+    """ib_partition:dom0 / domU<i>: the archive and its key (whose name the filesystem UUID
+    derives from), the ext4 label, the free space in MiB, the time stamp, the identity, and the
+    extra files written into it (dom0's xl configs: path in the filesystem, bytes)."""
+
+    archive: Path
+    key: str
+    label: str
+    slack_mib: int
+    epoch: int
+    identity: str
+    extra: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class DiskTableInput:
+    """ib_disk: the identity GUIDs derive from, each partition as (name, filesystem, image),
+    the table (`gpt` or `dos`) and -a (size in MiB rounded up to a power of two)."""
+
+    identity: str
+    parts: tuple[tuple[str, str, Path], ...]
+    table: str = "gpt"
+    power_of_two: bool = False
 
 
 def disk_identity(config: Config, image: Path) -> str:
@@ -73,18 +110,20 @@ def _mark_built(image: str) -> None:
               "generation": changes["generation"] if changes else None}
     write_atomic(built_marker(image), json.dumps(record).encode())
 
-def write_boot_partition(files: list[tuple[str, str]], boot_fs: str, identity: str, epoch: int,
-                         out: str) -> None:
-    # FAT: updated in place when only file contents changed (see fatupdate), else rebuilt.
-    if boot_fs == "fat":
-        write_fat_image(out, [BootFile(path, Path(src)) for path, src in files],
-                        volume_id=derive_volume_id(identity, "boot"), label="BOOT", epoch=epoch)
+
+def write_boot_partition(part: BootPartitionInput, out: str) -> None:
+    """The boot partition image `out`: FAT, updated in place when only file contents changed
+    (`fat_update`), else rebuilt; or ext4 as the original (`--boot-fs ext4`)."""
+    if part.boot_fs == "fat":
+        write_fat_image(out, [BootFile(path, src) for path, src in part.files],
+                        volume_id=derive_volume_id(part.identity, "boot"), label="BOOT",
+                        epoch=part.epoch)
     else:
-        _write_ext4_boot_partition(files, identity, epoch, out)
+        _write_ext4_boot_partition(part.files, part.identity, part.epoch, out)
     _mark_built(out)
 
 
-def _write_ext4_boot_partition(files: list[tuple[str, str]], identity: str, epoch: int,
+def _write_ext4_boot_partition(files: tuple[tuple[str, Path], ...], identity: str, epoch: int,
                                out: str) -> None:
     # ext4 as the original: the boot files become a tar that the rootfs builder reads.
     buffer = io.BytesIO()
@@ -114,23 +153,25 @@ def _ext4_spec(archive: Path, key: str, label: str, slack: int, epoch: int, iden
                       hash_seed=str(derive_guid(identity, "hash", key)), extra_files=extra)
 
 
-def write_rootfs_partition(archive: str, key: str, label: str, slack: int, epoch: int,
-                           identity: str, extra: dict[str, bytes], out: str) -> None:
-    build_rootfs_image(_ext4_spec(Path(archive), key, label, slack, epoch, identity, extra),
-                       Path(out))
+def write_rootfs_partition(part: RootfsPartitionInput, out: str) -> None:
+    """One rootfs partition image `out`: ext4 from the archive, under fakeroot, no root."""
+    build_rootfs_image(_ext4_spec(part.archive, part.key, part.label, part.slack_mib,
+                                  part.epoch, part.identity, dict(part.extra)), Path(out))
     _mark_built(out)
 
 
-def write_disk(image: str, identity: str, parts: list[tuple[str, str, str]],
-               table_format: str = "gpt", power_of_two: bool = False) -> None:
+def write_disk(table: DiskTableInput, image: str) -> None:
+    """disk.img: the partition table and the partitions, updated in place (`assemble_disk`)."""
+    identity = table.identity
     partitions = [PartitionImage(name, BASIC_DATA if kind == "fat" else LINUX_FILESYSTEM,
-                                 derive_guid(identity, "partition", name), Path(path),
+                                 derive_guid(identity, "partition", name), path,
                                  mbr_type=_mbr_type(kind, path), bootable=number == 0)
-                  for number, (name, kind, path) in enumerate(parts)]
-    assemble_disk(image, derive_guid(identity, "disk"), partitions, table_format, power_of_two)
+                  for number, (name, kind, path) in enumerate(table.parts)]
+    assemble_disk(image, derive_guid(identity, "disk"), partitions, table.table,
+                  table.power_of_two)
 
 
-def _mbr_type(kind: str, path: str) -> int:
+def _mbr_type(kind: str, path: Path) -> int:
     # A DOS type byte must name the FAT type the image really holds (FAT16 or FAT32).
     if kind != "fat":
         return LINUX
@@ -142,69 +183,63 @@ def _mbr_type(kind: str, path: str) -> int:
 
 def disk_tasks(config: Config, options: DiskOptions, epoch: int,
                generated: Sequence[Path] | None = None, prefix: str = "") -> Iterator[TaskDict]:
-    """The partition and disk tasks; run them together with `taskgen.boot_tasks`.
+    """The partition and disk tasks; run them together with `boot.boot_tasks`.
 
-    `generated` and `prefix` as for `boot_files`."""
+    `generated` and `prefix` as for `disk_contents.boot_files`; `epoch` (seconds since 1970)
+    is every file's time. Each task keys on the frozen input its action builds from."""
     identity = disk_identity(config, options.image)
     work = options.work
-    files = [(path, str(src)) for path, src in boot_files(config, generated, prefix)]
     boot_image = str(work / f"boot.{'vfat' if config.boot_fs == 'fat' else 'ext4'}")
+    boot = BootPartitionInput(tuple(boot_files(config, generated, prefix)), config.boot_fs,
+                              identity, epoch)
     yield {
         "basename": "ib_partition",
         "name": "boot",
         "doc": "the boot partition: every file the boot script loads",
-        "actions": [(run_step, [write_boot_partition, files, config.boot_fs, identity, epoch,
-                                boot_image])],
-        "file_dep": [src for _, src in files],
+        "actions": [(run_step, [write_boot_partition, boot, boot_image])],
+        "file_dep": [str(src) for _, src in boot.files],
         "targets": [boot_image, built_marker(boot_image)] + (
             [str(manifest_path(boot_image)), str(changes_path(boot_image))]
             if config.boot_fs == "fat" else []),
-        "uptodate": task_uptodate({"files": [p for p, _ in files], "fs": config.boot_fs,
-                                   "epoch": epoch, "identity": identity}, by_content=False),
+        "uptodate": keyed(boot, config, by_content=False),
         "clean": True,
     }
-    parts = [("Linux1", config.boot_fs, boot_image)]
+    parts = [("Linux1", config.boot_fs, Path(boot_image))]
     rootfs: list[tuple[str, Binary, dict[str, bytes]]] = []
     if config.dom0_rootfs:
         rootfs.append(("dom0", config.dom0_rootfs, xl_configs(config, prefix)))
     rootfs += [(f"domU{d.index}", d.rootfs, {}) for d in config.domus if d.rootfs]
     for number, (name, archive, extra) in enumerate(rootfs, start=2):
         image = str(work / f"{name}.ext4")
-        label = f"vos_{number}"
-        source = str(config.root_dir / archive.path)
+        part = RootfsPartitionInput(config.root_dir / archive.path, archive.key,
+                                    f"vos_{number}", options.slack_mib, epoch, identity,
+                                    tuple(sorted(extra.items())))
         yield {
             "basename": "ib_partition",
             "name": name,
             "doc": f"{archive.key} as an ext4 partition",
-            "actions": [(run_step, [write_rootfs_partition, source, archive.key, label,
-                                    options.slack_mib, epoch, identity, extra, image])],
-            "file_dep": [source],
+            "actions": [(run_step, [write_rootfs_partition, part, image])],
+            "file_dep": [str(part.archive)],
             "targets": [image, built_marker(image)],
-            "uptodate": task_uptodate({
-                "label": label, "slack": options.slack_mib, "epoch": epoch,
-                "identity": identity,
-                "extra": {path: hashlib.sha256(data).hexdigest()
-                          for path, data in extra.items()},
-            }, by_content=False),
+            "uptodate": keyed(part, config, by_content=False),
             "clean": True,
         }
-        parts.append((f"Linux{number}", "ext4", image))
+        parts.append((f"Linux{number}", "ext4", Path(image)))
     image_path = str(options.image)
+    table = DiskTableInput(identity, tuple(parts), config.partition_table, options.power_of_two)
     yield {
         "basename": "ib_disk",
         "doc": "the disk image: partition table and partitions, updated in place",
-        "actions": [(run_step, [write_disk, image_path, identity, parts, config.partition_table,
-                                options.power_of_two])],
-        "file_dep": [built_marker(p[2]) for p in parts],
+        "actions": [(run_step, [write_disk, table, image_path])],
+        "file_dep": [built_marker(str(p[2])) for p in parts],
         "targets": [image_path, image_path + ".parts.json"],
-        "uptodate": task_uptodate({"parts": [p[:2] for p in parts], "identity": identity,
-                                   "table": config.partition_table,
-                                   "power_of_two": options.power_of_two}, by_content=False),
+        "uptodate": keyed(table, config, by_content=False),
         "clean": True,
     }
 
 
 def disk_outputs(options: DiskOptions) -> list[Path]:
+    """The user-visible outputs of the disk tasks: the image and its partition record."""
     return [options.image, Path(f"{options.image}.parts.json")]
 
 
@@ -213,8 +248,6 @@ def all_tasks(config: Config, options: DiskOptions, epoch: int, boot: Config | N
     """The boot graph of `boot` (default `config`: the boot files are generated with the
     disk's own flags) and the disk tasks of `config`; with `boot` None the script is the
     user's, `copied` as it is (see `chain.plan_boot_script`)."""
-    from ibtasks.tasks.boot import boot_tasks
-
     if boot is None and copied:
         yield from disk_tasks(config, options, epoch, list(copied))
         return

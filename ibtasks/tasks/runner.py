@@ -31,21 +31,23 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
     desc = "ibtasks: silent, one line per error"
     verbose = False
 
-
     def execute_task(self, task: Any) -> None:
+        """With -v, name the task about to run (a group task without actions is not named)."""
         if self.verbose and task.actions:
             sys.stderr.write(f"ibtasks: running {task.title()}\n")
 
     def skip_uptodate(self, task: Any) -> None:
-        pass
+        """An up-to-date task prints nothing."""
 
     def add_failure(self, task: Any, fail: Any) -> None:
+        """A user error (TaskFailed) as one line; anything else with its traceback."""
         if isinstance(fail, TaskFailed):
             sys.stderr.write(error_line(fail.message))
         else:
             sys.stderr.write(f"ibtasks: internal error in {task.name}:\n{fail.get_msg()}\n")
 
     def complete_run(self) -> None:
+        """doit's own errors (a missing file_dep...) as one line each."""
         for message in self.runtime_errors:
             sys.stderr.write(f"ibtasks: error: {message.strip().splitlines()[-1]}\n")
 
@@ -114,6 +116,7 @@ def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
         return dump_state(Path(config["dep_file"]))
 
     def task_ibtasks() -> Iterable[dict[str, Any]]:
+        """Our graph, as the one task generator of the namespace doit loads."""
         yield from tasks()
 
     namespace = {"DOIT_CONFIG": config, "task_ibtasks": task_ibtasks}

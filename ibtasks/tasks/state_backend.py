@@ -37,4 +37,5 @@ class AtomicJsonDB(JsonDB):  # type: ignore[misc]
         return {} if data is None else dict(data)
 
     def dump(self) -> None:
+        """Write the state file atomically (a killed build leaves the old one whole)."""
         write_atomic(self.name, self.codec.encode(self._db).encode())
