@@ -33,6 +33,8 @@ import debian  # noqa: E402
 import initramfs  # noqa: E402
 import system  # noqa: E402
 
+ROOTFS_FAILURE = initramfs.ROOTFS_FAILURE  # what a disk-booted init prints when its rootfs fails
+
 MACHINE = Machine()
 DOMAIN_NAMES = ("dom0", "domu0", "domu1", "domu2")
 

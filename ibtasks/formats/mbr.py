@@ -1,8 +1,8 @@
 """DOS (MBR) partition tables as bytes: build and parse one 512-byte sector.
 
 Written in Python for the reason `gpt` is: the table is a pure function of the layout, and the
-bytes equal what `sfdisk` writes for the same script (checked in tests/test_mbr.py), including
-its CHS fields (geometry 255 heads x 63 sectors, saturated at cylinder 1023).
+bytes equal what `sfdisk` writes for the same script (checked in tests/formats/test_mbr.py),
+including its CHS fields (geometry 255 heads x 63 sectors, saturated at cylinder 1023).
 
 Only the four primary slots are written. Upstream's DOS mode put every rootfs partition in a
 `logical` partition without an extended one (parted refuses that, see the reference notes);

@@ -38,7 +38,7 @@ def build_script_image(image: ScriptImage) -> bytes:
 
     Always marked arm64, as the original's `mkimage -A arm64 -T script`: U-Boot's `source`
     checks a script image's magic, CRCs and type but not its architecture (image_source_script,
-    U-Boot), so an arm32 U-Boot runs it too (see tests/test_arch.py).
+    U-Boot), so an arm32 U-Boot runs it too (see tests/formats/test_arch.py).
     """
     data = struct.pack(">II", len(image.script), 0) + image.script
     return build_legacy_image(LegacyImage(data, image.load, image.load, image.timestamp,

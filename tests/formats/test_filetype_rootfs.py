@@ -1,7 +1,7 @@
 """`ibtasks disk-image` reads rootfs archives in every compression the detector knows, by content:
 zstd and lz4 (frame and the kernel's legacy format) as well as lzma, for cpio and tar alike.
 
-Run as an ordinary user, as in tests/test_disk_image.py; the archives are made by cpio and
+Run as an ordinary user, as in tests/cli/test_disk_image.py; the archives are made by cpio and
 Python's tarfile and compressed by the real tools; the partitions are read back with sfdisk,
 e2fsck -fn and debugfs.
 """

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from boot_fixtures import BootParts, boot_system, build_system, domain, prepare_boot_parts
 
 from ibtasks.qemu.runner import DEFAULT_FAILURE_PATTERNS, describe_failure
+from tests.boot_fixtures import BootParts, boot_system, build_system, domain, prepare_boot_parts
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.boot

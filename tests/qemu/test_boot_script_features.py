@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from boot_fixtures import (
+
+from ibtasks.qemu.runner import describe_failure
+from tests.boot_fixtures import (
     DOMAIN_NAMES,
     MACHINE,
     BootParts,
@@ -23,8 +25,6 @@ from boot_fixtures import (
     prepare_boot_parts,
     system,
 )
-
-from ibtasks.qemu.runner import describe_failure
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.boot

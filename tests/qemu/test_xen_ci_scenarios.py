@@ -38,7 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from boot_fixtures import (  # board, system: examples/qemu-virt, put on sys.path by boot_fixtures
+
+from ibtasks.qemu.runner import Machine, describe_failure
+
+# board, system: examples/qemu-virt, put on sys.path by boot_fixtures
+from tests.boot_fixtures import (
     BootParts,
     board,
     boot_system,
@@ -46,8 +50,6 @@ from boot_fixtures import (  # board, system: examples/qemu-virt, put on sys.pat
     prepare_boot_parts,
     system,
 )
-
-from ibtasks.qemu.runner import Machine, describe_failure
 from tests.conftest import REPO, run_ibtasks
 
 EXAMPLES = REPO / "examples" / "xen-ci"

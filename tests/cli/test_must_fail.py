@@ -1,6 +1,6 @@
 """The catalogue of mistakes users make, in the spirit of genimage's must-fail configs.
 
-Each file in tests/must_fail/ is one config a user could write (bash, or YAML for *.yaml) whose
+Each file in tests/cli/must_fail/ is one config a user could write (bash, or YAML for *.yaml) whose
 leading comment lines say how it is run and what it must print:
 
     # What the user got wrong, in one sentence.
@@ -15,7 +15,7 @@ The case runs in a directory holding the seed goldens' synthetic inputs plus the
 the messages are the case file's own). The real CLI must exit 1, print exactly the `stderr` line
 and nothing on stdout, leave every file the test put there unchanged, and add nothing outside
 the `.ibtasks/` work directory: no boot.source, boot.scr, DTB or disk.img, no temporary file,
-and no record that would let the next run replay a success. tests/must_fail/README.md tells
+and no record that would let the next run replay a success. tests/cli/must_fail/README.md tells
 how to add a case.
 """
 

@@ -18,17 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from boot_fixtures import (
-    MACHINE,
-    BootParts,
-    boot_system,
-    debian,
-    domain,
-    prepare_boot_parts,
-    prepare_rootfs_dom0,
-    system,
-)
-from initramfs import ROOTFS_FAILURE
 
 from ibtasks.qemu.runner import (
     DEFAULT_FAILURE_PATTERNS,
@@ -37,6 +26,17 @@ from ibtasks.qemu.runner import (
     describe_failure,
     disk_commands,
     virtio_disk_args,
+)
+from tests.boot_fixtures import (
+    MACHINE,
+    ROOTFS_FAILURE,
+    BootParts,
+    boot_system,
+    debian,
+    domain,
+    prepare_boot_parts,
+    prepare_rootfs_dom0,
+    system,
 )
 from tests.unprivileged import run_as_user, unprivileged_python, user_tmp_dir
 

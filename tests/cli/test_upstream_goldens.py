@@ -20,8 +20,8 @@ from tests.fdtscript import apply_with_fdtput, chosen_meaning, dts_of
 
 GOLDENS = REPO / "tests" / "goldens" / "upstream"
 # Cases are the folders with an `args` file (passthrough-xl/ belongs to the xl config tests).
-# The fit-* cases are tests/test_fit_goldens.py's, the script-* ones
-# tests/test_upstream_goldens_script.py's.
+# The fit-* cases are tests/formats/test_fit_goldens.py's, the script-* ones
+# tests/cli/test_upstream_goldens_script.py's.
 CASES = sorted(p.name for p in GOLDENS.iterdir()
                if (p / "args").is_file() and not p.name.startswith(("fit-", "script-")))
 

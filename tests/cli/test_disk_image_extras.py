@@ -22,12 +22,13 @@ from ibtasks.config.model import Options
 from ibtasks.config.yaml_reader import read_yaml_config
 from ibtasks.errors import UserError
 from ibtasks.formats.disk_image import power_of_two_mib
+from tests.cli.test_disk_image import CONFIG, extract, make_rootfs
+from tests.cli.test_disk_image import disk_image as tasks_run
 from tests.conftest import run_ibtasks
-from tests.test_disk_image import CONFIG, extract, make_rootfs
-from tests.test_disk_image import disk_image as tasks_run
 from tests.unprivileged import run_as_user, unprivileged_python, user_tmp_dir
 
-GOLDEN_DTS = Path(__file__).parent / "goldens" / "upstream" / "passthrough-xl" / "partial.dts"
+GOLDEN_DTS = (Path(__file__).parent.parent / "goldens" / "upstream" / "passthrough-xl"
+              / "partial.dts")
 EXTRAS = """\
 PARTITION_TABLE=dos
 NUM_BOOT_AUX_FILE=2

@@ -223,7 +223,7 @@ def _assemble_with_file_size_limit(root: Path, limit: int) -> subprocess.Complet
     def limit_size() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    src = Path(__file__).resolve().parent.parent
+    src = Path(__file__).resolve().parents[2]
     return subprocess.run(
         ["python3", "-c", code, str(root)], capture_output=True, text=True,
         preexec_fn=limit_size, env=dict(os.environ, PYTHONPATH=str(src)),

@@ -4,7 +4,7 @@ What Xen 4.17 (Debian bookworm, arm64) can boot was checked with `strings` on th
 parses `xen,enhanced`, `xen,static-heap` and event channels, but has no "cpupool-cpus" (built
 without CONFIG_BOOT_TIME_CPUPOOLS), no static-memory allocator messages (no
 CONFIG_STATIC_MEMORY) and no LLC colouring, so cpupools, static memory and colours are checked
-in the device tree only (tests/test_domain_props.py).
+in the device tree only (tests/config/test_domain_props.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from boot_fixtures import (  # system: examples/qemu-virt, put on sys.path by boot_fixtures
+
+from ibtasks.qemu.runner import describe_failure
+from tests.boot_fixtures import (  # system: examples/qemu-virt, put on sys.path by boot_fixtures
     MACHINE,
     BootParts,
     boot_system,
@@ -22,8 +24,6 @@ from boot_fixtures import (  # system: examples/qemu-virt, put on sys.path by bo
     reported_values,
     system,
 )
-
-from ibtasks.qemu.runner import describe_failure
 
 pytestmark = pytest.mark.boot
 

@@ -1,7 +1,7 @@
 """An input the user cannot reach is one line naming the key or flag, the path and the OS reason,
 never a traceback. Run as the unprivileged test user (tests/unprivileged.py): root reaches all.
 
-The catalogue (tests/must_fail/) holds -d in a mode-700 directory of another user and domU
+The catalogue (tests/cli/must_fail/) holds -d in a mode-700 directory of another user and domU
 kernels in mode-644 and mode-000 directories; these are the cases it cannot set up.
 """
 

@@ -11,16 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from boot_fixtures import (
-    MACHINE,
-    BootParts,
-    boot_system,
-    build_system,
-    domain,
-    gzip_file,
-    prepare_boot_parts,
-    reported_values,
-)
 
 from ibtasks.qemu.runner import (
     BootSpec,
@@ -31,6 +21,16 @@ from ibtasks.qemu.runner import (
     tftp_args,
     tftp_commands,
     virtio_disk_args,
+)
+from tests.boot_fixtures import (
+    MACHINE,
+    BootParts,
+    boot_system,
+    build_system,
+    domain,
+    gzip_file,
+    prepare_boot_parts,
+    reported_values,
 )
 
 pytestmark = pytest.mark.boot

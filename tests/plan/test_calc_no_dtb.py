@@ -13,10 +13,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.config.test_config_warnings import script_of
 from tests.conftest import run_ibtasks
 from tests.fdtscript import apply_with_fdtput, dts_of
-from tests.test_calc_script import evaluate
-from tests.test_config_warnings import script_of
+from tests.plan.test_calc_script import evaluate
 
 VERSAL = """\
 MEMORY_START="0x20000000"

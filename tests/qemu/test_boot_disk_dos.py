@@ -14,8 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from boot_fixtures import (
+
+from ibtasks.qemu.runner import DEFAULT_FAILURE_PATTERNS, describe_failure, virtio_disk_args
+from tests.boot_fixtures import (
     MACHINE,
+    ROOTFS_FAILURE,
     BootParts,
     boot_system,
     domain,
@@ -23,10 +26,7 @@ from boot_fixtures import (
     prepare_rootfs_dom0,
     system,
 )
-from initramfs import ROOTFS_FAILURE
-
-from ibtasks.qemu.runner import DEFAULT_FAILURE_PATTERNS, describe_failure, virtio_disk_args
-from tests.test_boot_disk import (
+from tests.qemu.test_boot_disk import (
     DOM0,
     DOM0_RAMDISK,
     DOMU0,

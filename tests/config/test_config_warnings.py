@@ -171,7 +171,7 @@ def test_strict_flag_works_for_disk_image(seed_inputs: Path) -> None:
     assert not (seed_inputs / "disk.img").exists()
 
 
-# ---- load commands (their messages: tests/test_load_commands.py) -------------------------------
+# ---- load commands (their messages: tests/config/test_load_commands.py) ---------------------
 
 def test_known_load_commands_are_not_warned_about(seed_inputs: Path) -> None:
     text = (GOOD + 'XEN_LOAD="ext4load mmc 0:2"\nDOM0_LOAD=virtio\nNUM_DOMUS=1\n'

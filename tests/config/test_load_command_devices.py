@@ -19,7 +19,7 @@ from ibtasks.config.load_command import (
 )
 from ibtasks.errors import UserError
 from ibtasks.plan.xl_configs import XlDomU, render_xl_config
-from tests.test_cli_errors import GOOD, fail
+from tests.cli.test_cli_errors import GOOD, fail
 
 
 @pytest.mark.parametrize(("load_cmd", "root"), [

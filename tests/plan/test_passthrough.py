@@ -16,7 +16,7 @@ from ibtasks.errors import UserError
 from ibtasks.plan.passthrough import read_passthrough
 from ibtasks.plan.xl_configs import XlDomU, render_xl_config
 
-GOLDEN = Path(__file__).parent / "goldens" / "upstream" / "passthrough-xl"
+GOLDEN = Path(__file__).parent.parent / "goldens" / "upstream" / "passthrough-xl"
 
 
 def compile_dts(text: str, tmp_path: Path) -> bytes:
