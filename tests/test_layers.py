@@ -94,7 +94,7 @@ def edges(root: Path) -> Iterator[Edge]:
                     base = ".".join([*anchor, *([node.module] if node.module else [])])
                 names = tuple(a.name for a in node.names)
                 submodules = [f"{base}.{n}" for n in names if f"{base}.{n}" in known]
-                if submodules:  # `from ibtasks.formats import devicetree`
+                if submodules:  # `from ibtasks.formats import gpt`
                     for sub in submodules:
                         yield Edge(name, sub, (), node.lineno)
                     names = tuple(n for n in names if f"{base}.{n}" not in known)

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from ibtasks.config import disk_settings as diskconfig
+from ibtasks.config import disk_settings
 from ibtasks.config.boot_options import BootOptions, read_boot_options
 from ibtasks.config.dom0 import check_dom0, check_no_dom0, dom0_command_line
 from ibtasks.config.domu import read_domu
@@ -59,7 +59,7 @@ def check_strict(warnings: Sequence[str], strict: bool) -> None:
 def build_config(raw: RawConfig, options: Options) -> Config:
     """Validate `raw`, apply defaults; raise `UserError` naming the place of the first problem.
 
-    Paths of input files become the paths the board asks for (`boardpath.board_path`).
+    Paths of input files become the paths the board asks for (`board_paths.board_path`).
     """
     check_raw_values(raw)
     reader = KeyReader(raw, options.root_dir)
@@ -125,8 +125,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         strict=is_strict(raw, options),
         environ_used=raw.environ_used,
         boot=boot,
-        partition_table=diskconfig.partition_table(reader, options.partition_table),
-        boot_aux_files=diskconfig.boot_aux_files(reader),
+        partition_table=disk_settings.partition_table(reader, options.partition_table),
+        boot_aux_files=disk_settings.boot_aux_files(reader),
         fit=fit,
         xen_props=xen_props,
     )
@@ -251,7 +251,7 @@ def _check_inputs_exist(config: Config, inputs: list[Binary] | None = None) -> N
 def check_key(name: str, index: str | None, where: str) -> RawKey | None:
     """The raw key of one bash assignment, or None for a name that is not an ImageBuilder key.
 
-    Which unknown names deserve a warning is the reader's choice (`config_load`): it knows which
+    Which unknown names deserve a warning is the reader's choice (`loader`): it knows which
     names the file's expansions use. Raises `UserError` for upstream keys we do not support and
     for indices a key cannot have.
     """

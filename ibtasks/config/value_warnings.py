@@ -50,7 +50,7 @@ def beyond_count_warnings(values: Values) -> tuple[str, ...]:
     `0..COUNT-1` and ignores the rest without a word (`DOMU_KERNEL[1]` with `NUM_DOMUS=1`).
 
     `values` are a RawConfig's (values in file order). An index
-    given as `DT_OVERLAY[n]` beyond NUM_DT_OVERLAY is an error elsewhere (bootopts), so it is
+    given as `DT_OVERLAY[n]` beyond NUM_DT_OVERLAY is an error elsewhere (boot_options), so it is
     not repeated here.
     """
     found: list[str] = []

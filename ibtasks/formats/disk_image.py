@@ -6,7 +6,7 @@ Only partitions whose image file changed are rewritten: a record next to the dis
 `build_fat_image`), so a new image always has a new stamp. Copies skip holes (SEEK_DATA /
 SEEK_HOLE) and use `os.copy_file_range`, so disk.img stays as sparse as its images.
 
-A partition builder that updates its image in place (`fatupdate`) says which byte ranges it
+A partition builder that updates its image in place (`fat_update`) says which byte ranges it
 rewrote in `<image>.changes.json`, with the generation it wrote and the one the ranges were
 computed against; when disk.img's record holds that earlier generation for the partition, only
 those ranges are copied, otherwise the whole partition, so a stale list is never applied.

@@ -5,7 +5,7 @@ its per-cluster write path: clusters are allocated with pyfatfs, then the bytes 
 from the source file to their clusters with `os.copy_file_range`, skipping the source's holes.
 Measured for one 30 MB file (best of 5, ext4): pyfatfs writing through its file API 0.08-0.19 s,
 mkfs.vfat + mcopy 0.03-0.05 s, this module 0.05 s. The image is built in its own sparse file
-and renamed into place; `fatupdate` rewrites it in place instead when the layout cannot move.
+and renamed into place; `fat_update` rewrites it in place instead when the layout cannot move.
 
 Fixes for pyfatfs 1.1.0 (see library-notes.md): a fixed clock in UTC for every timestamp
 (pyfatfs reads `DosDateTime.now`), CHS geometry and hidden sectors set so mtools accepts the

@@ -31,7 +31,7 @@ class NamedFile:
 
 
 def boot_outputs(config: Config, output_name: str | None) -> list[NamedFile]:
-    """The files the boot graph of `config` writes (taskgen.outputs), each with the key or flag
+    """The files the boot graph of `config` writes (`outputs`), each with the key or flag
     that names it: `-o` when uboot-script-gen's `-o NAME` gave the name."""
 
     out = config.output_dir
@@ -93,7 +93,7 @@ def check_output_clashes(outputs: Sequence[NamedFile], read: Sequence[NamedFile]
 
 def disk_outputs(config: Config, image: Path, work: Path, work_label: str) -> list[NamedFile]:
     """disk-image's own outputs: the image (`-o`) and its partition record, and the partition
-    images it keeps in the work folder (`-w`), named as disktasks names them."""
+    images it keeps in the work folder (`-w`), named as tasks.disk names them."""
     found = [NamedFile("-o", image), NamedFile("-o", Path(f"{image}.parts.json"))]
     names = [f"boot.{'vfat' if config.boot_fs == 'fat' else 'ext4'}"]
     if config.dom0_rootfs is not None:

@@ -109,7 +109,7 @@ def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
     """Run doit with `argv` (default: build everything) on the tasks; return doit's exit code.
 
     With `cwd`, doit runs in that directory (the tasks' relative paths are relative to it; see
-    `taskgen.anchored`), so its record does not depend on where the tree lies.
+    `build_dirs.anchored`), so its record does not depend on where the tree lies.
     """
     config = doit_config(work.absolute(), verbose, registered=True)
     if list(argv[:1]) == ["dumpdb"]:

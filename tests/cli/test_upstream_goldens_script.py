@@ -33,7 +33,7 @@ LOAD = re.compile(r"^(?P<cmd>.+?) 0x(?P<addr>[0-9A-Fa-f]+) (?P<path>\S+)$")
 def build(case: str, inputs: Path) -> subprocess.CompletedProcess[str]:
     shutil.copy(GOLDENS / case / "config", inputs / "config")
     if case.endswith("-bootefi"):
-        with_efi_stub(inputs / "xen")  # bootefi starts only a PE/COFF image (bootcmdcheck)
+        with_efi_stub(inputs / "xen")  # bootefi starts only a PE/COFF image (plan.boot_command)
     args = shlex.split((GOLDENS / case / "args").read_text())
     return run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", *args, cwd=inputs,
                        env={"SOURCE_DATE_EPOCH": "1700000000"})

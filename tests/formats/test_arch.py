@@ -265,7 +265,7 @@ def fit_arches(fit: Path) -> dict[str, str]:
 
 def test_fit_of_an_arm32_system_marks_its_images_arm(tmp_path: Path) -> None:
     work = snow_inputs(tmp_path)
-    # A FIT cannot use bootm; an arm32 Xen (a zImage) is started with bootz (bootcmdcheck).
+    # A FIT cannot use bootm; an arm32 Xen (a zImage) is started with bootz (plan.boot_command).
     (work / "config").write_text(SNOW_CONFIG.replace('BOOT_CMD="bootm"\n', 'BOOT_CMD="bootz"\n'))
     build(work, "-f")
     assert fit_arches(work / "xen.fit") == {"host_fdt": "ARM", "host_kernel": "ARM",

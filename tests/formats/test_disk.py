@@ -310,10 +310,10 @@ def check_unprivileged_disk_build(work: Path) -> None:
     assert sorted(listing.split()) == ["::/dom1/", "::/dom1/Image", "::/xen"]
 
 
-# ---- partition images updated in place (fatupdate) -------------------------------------------
+# ---- partition images updated in place (fat_update) ------------------------------------------
 
 def make_boot_in_place(root: Path, kernel: bytes) -> FatWrite:
-    """The boot image through fatupdate: updated in place when the kernel keeps its clusters."""
+    """The boot image through fat_update: updated in place when the kernel keeps its clusters."""
     src = root / "src"
     src.mkdir(parents=True, exist_ok=True)
     xen, image = src / "xen", src / "Image"

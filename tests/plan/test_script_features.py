@@ -75,7 +75,7 @@ def test_default_boot_command_is_booti(seed_inputs: Path) -> None:
 
 
 def test_bootz_keeps_the_dash_for_no_ramdisk(seed_inputs: Path) -> None:
-    # bootz starts only an ARM zImage (bootcmdcheck): one of the seed Xen's size.
+    # bootz starts only an ARM zImage (plan.boot_command): one of the seed Xen's size.
     (seed_inputs / "xen").write_bytes(zimage((seed_inputs / "xen").stat().st_size))
     assert script(seed_inputs, BASE + "BOOT_CMD=bootz\n")[-1] == "bootz 0x40400000 - 0x40E00000"
 
