@@ -6,7 +6,6 @@ The seed asked `file(1)`; we read the magic numbers ourselves, through the proje
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass
 from enum import Enum
@@ -26,18 +25,23 @@ UIMAGE_MAGIC = 0x27051956
 FDT_MAGIC = 0xD00DFEED
 SELINUX_MAGIC = 0xF97CFF8C  # little-endian, first word of a FLASK/SELinux policy (file(1))
 XILINX_BIT_HEAD = bytes.fromhex("00090ff00ff00ff00ff0000001")  # a Xilinx .bit file's header
-# Kernels Xen itself loads for a domain: Xen unpacks gzip and nothing else ("only gzip is
-# supported", kernel_decompress in xen/common/device-tree/kernel.c, Xen 4.17 to 4.20), and a
-# kernel it cannot probe stops the boot. Xen and LINUX are started by U-Boot instead.
-_XEN_LOADED_KERNEL = re.compile(r"DOM0_KERNEL|DOMU_KERNEL\[\d+\]")
 
 
 class Role(Enum):
-    """What a config key expects its file to be."""
+    """What a file must be, by what is done with it (the caller chooses the role).
 
-    EXECUTABLE = "executable"  # Xen and kernels
+    DOMAIN_KERNEL is a kernel that Xen itself loads for a domain: Xen unpacks gzip and nothing
+    else ("only gzip is supported", kernel_decompress in xen/common/device-tree/kernel.c, Xen
+    4.17 to 4.20), and a kernel it cannot probe stops the boot; an EXECUTABLE (Xen, a bare-metal
+    Linux) is started by U-Boot instead. A DTB is edited or applied by U-Boot's fdt commands and
+    must be plain; a PARTIAL_DTB (a domain's passthrough DTB) is only loaded.
+    """
+
+    EXECUTABLE = "executable"
+    DOMAIN_KERNEL = "domain kernel"
     RAMDISK = "ramdisk"
     DTB = "device tree"
+    PARTIAL_DTB = "partial device tree"
     POLICY = "XSM policy"
     BITSTREAM = "bitstream"
     TEXT = "text"
@@ -101,8 +105,10 @@ def effective_size(path: Path, raw_head: bytes, size: int) -> int:
 
 ACCEPTED = {
     Role.EXECUTABLE: {"ELF", "arm64 Image", "arm zImage", "data"},
+    Role.DOMAIN_KERNEL: {"ELF", "arm64 Image", "arm zImage", "data"},
     Role.RAMDISK: {"cpio"},
     Role.DTB: {"DTB"},
+    Role.PARTIAL_DTB: {"DTB"},
     Role.POLICY: {"SE Linux policy"},  # upstream asks file(1) for "SE Linux policy"
     Role.BITSTREAM: {"Xilinx BIT", "data"},  # upstream: "BIT data"; raw .bin files are data
     Role.TEXT: {"text"},
@@ -110,12 +116,13 @@ ACCEPTED = {
 
 
 def check_file(path: Path, role: Role, key: str) -> FileInfo:
-    """Check that `path` is what `key` needs; raise `UserError` naming the key otherwise.
+    """Check that `path` is what `role` needs; raise `UserError` starting with `key` (the name
+    the user gave the file, used in messages only) otherwise.
 
     Compressed files (gzip, xz, lzma, bzip2, zstd, lz4) are judged by what they hold, reading
     at most 64 KiB of it. An executable's architecture is recorded (`FileInfo.arch`); an ELF for
-    a machine other than arm or arm64 is refused, and so is a kernel that Xen loads (DOM0_KERNEL,
-    DOMU_KERNEL[i]) compressed with anything but gzip, since Xen unpacks gzip alone.
+    a machine other than arm or arm64 is refused, and so is a DOMAIN_KERNEL compressed with
+    anything but gzip, since Xen unpacks gzip alone. Sizes are in bytes.
     """
     try:
         size = path.stat().st_size
@@ -130,7 +137,7 @@ def check_file(path: Path, role: Role, key: str) -> FileInfo:
     if compression and role in (Role.POLICY, Role.BITSTREAM, Role.TEXT):
         raise UserError(f"{key}: {path.name} is {compression}-compressed; give the plain file "
                         "(it is used as it is)")
-    if role is Role.DTB and compression and not key.startswith("DOMU_"):
+    if role is Role.DTB and compression:
         raise UserError(f"{key}: {path.name} is {compression}-compressed; give the plain DTB "
                         "(U-Boot's fdt commands need it uncompressed)")
     kind = classify(head.data)
@@ -139,15 +146,18 @@ def check_file(path: Path, role: Role, key: str) -> FileInfo:
                         "file it wraps (dumpimage -p 0 -o FILE extracts it)")
     if kind not in ACCEPTED[role]:
         wanted = {Role.EXECUTABLE: "an executable (arm64 Image, zImage or ELF)",
+                  Role.DOMAIN_KERNEL: "an executable (arm64 Image, zImage or ELF)",
                   Role.RAMDISK: "a cpio archive", Role.DTB: "a flattened device tree (DTB)",
+                  Role.PARTIAL_DTB: "a flattened device tree (DTB)",
                   Role.POLICY: "an XSM policy (SE Linux policy data)",
                   Role.BITSTREAM: "an FPGA bitstream (Xilinx BIT or raw data)",
                   Role.TEXT: "a text file of U-Boot commands"}[role]
         inside = f"{compression}-compressed {kind}" if compression else kind
         raise UserError(f"{key}: {path.name} should be {wanted}, but it is {inside}")
     arch = None
-    if role is Role.EXECUTABLE:
-        _check_xen_can_unpack(head, path, key)
+    if role in (Role.EXECUTABLE, Role.DOMAIN_KERNEL):
+        if role is Role.DOMAIN_KERNEL:
+            _check_xen_can_unpack(head, path, key)
         try:
             arch = kernel_arch(head.data, path.name)
         except UserError as exc:
@@ -157,7 +167,7 @@ def check_file(path: Path, role: Role, key: str) -> FileInfo:
 
 
 def _check_xen_can_unpack(head: Head, path: Path, key: str) -> None:
-    if head.compression in (None, "gzip") or not _XEN_LOADED_KERNEL.fullmatch(key):
+    if head.compression in (None, "gzip"):
         return
     raise UserError(f"{key}: {path.name} is {head.compression}-compressed but Xen unpacks only "
                     f"gzip kernels; give it uncompressed or gzip-compressed")

@@ -77,9 +77,13 @@ def keyed(planned: Any, config: Config, *, by_content: bool = True) -> list[Any]
 
 
 def check_role(binary: Binary) -> Role:
-    """What the check of `binary` expects its file to be, from its key."""
-    if binary.key == "DEVICE_TREE" or binary.key.startswith(("DOMU_PASSTHROUGH_DTB",
-                                                             "DT_OVERLAY")):
+    """What the check of `binary` expects its file to be, from its key: the kernels Xen loads
+    for dom0 and the domUs are DOMAIN_KERNELs, a domU's passthrough DTB is a PARTIAL_DTB."""
+    if binary.key == "DOM0_KERNEL" or binary.key.startswith("DOMU_KERNEL["):
+        return Role.DOMAIN_KERNEL
+    if binary.key.startswith("DOMU_PASSTHROUGH_DTB"):
+        return Role.PARTIAL_DTB
+    if binary.key == "DEVICE_TREE" or binary.key.startswith("DT_OVERLAY"):
         return Role.DTB
     if binary.key == "XEN_POLICY":
         return Role.POLICY
@@ -209,7 +213,7 @@ def uimage_task(config: Config, layout: str, checks: dict[str, str], epoch: int)
     # Xen's check first, then the other kernels' (they decide when Xen's content cannot).
     kernel_checks = (checks[config.xen.key], *(
         checks[b.key] for b in config.binaries()
-        if b.key != config.xen.key and check_role(b) is Role.EXECUTABLE))
+        if b.key != config.xen.key and check_role(b) in (Role.EXECUTABLE, Role.DOMAIN_KERNEL)))
     wrapped = UImageInput(config.xen.key, epoch)
     return {
         "basename": "ib_xen_uimage",

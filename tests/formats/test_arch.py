@@ -88,7 +88,7 @@ def test_kernel_architecture_comes_from_its_header(tmp_path: Path, data: bytes, 
     kernel = write(tmp_path / "kernel", data)
     assert file_word in file_says(kernel)
     assert kernel_arch(data, "kernel") == arch
-    assert check_file(kernel, Role.EXECUTABLE, "DOM0_KERNEL").arch == arch
+    assert check_file(kernel, Role.DOMAIN_KERNEL, "DOM0_KERNEL").arch == arch
 
 
 @pytest.mark.parametrize(("machine", "bits", "name"), [(62, 64, "x86-64"), (3, 32, "x86"),

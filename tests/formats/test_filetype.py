@@ -161,7 +161,7 @@ def test_kernel_xen_loads_compressed_with_other_than_gzip_is_refused(tmp_path: P
                                                                      tool: str) -> None:
     vmlinuz = write(tmp_path / "vmlinuz", compress(tool, arm64_image(200_000)))
     name = "lz4" if tool == "lz4-legacy" else tool
-    assert rejected(vmlinuz, Role.EXECUTABLE, key) == (
+    assert rejected(vmlinuz, Role.DOMAIN_KERNEL, key) == (
         f"{key}: vmlinuz is {name}-compressed but Xen unpacks only gzip kernels; give it "
         "uncompressed or gzip-compressed")
 
@@ -169,7 +169,7 @@ def test_kernel_xen_loads_compressed_with_other_than_gzip_is_refused(tmp_path: P
 @pytest.mark.parametrize("key", ["DOM0_KERNEL", "DOMU_KERNEL[0]"])
 def test_gzip_kernel_xen_loads_is_still_accepted(tmp_path: Path, key: str) -> None:
     vmlinuz = write(tmp_path / "vmlinuz", compress("gzip", arm64_image(200_000)))
-    assert check_file(vmlinuz, Role.EXECUTABLE, key).kind == "gzip(arm64 Image)"
+    assert check_file(vmlinuz, Role.DOMAIN_KERNEL, key).kind == "gzip(arm64 Image)"
 
 
 # ---- one detector for the checks and the rootfs reader ----------------------------------------

@@ -57,7 +57,7 @@ def test_arm64_image_is_an_executable_sized_by_its_file(seed_inputs: Path) -> No
 def test_arm64_image_with_bss_needs_its_header_image_size(seed_inputs: Path) -> None:
     # tests/inputs.py: a 1,500,000-byte file whose header's image_size is 9 MiB.
     kernel = seed_inputs / "zynqmp-dom4" / "Image-bss"
-    assert check_file(kernel, Role.EXECUTABLE, "DOMU_KERNEL[0]") == FileInfo(
+    assert check_file(kernel, Role.DOMAIN_KERNEL, "DOMU_KERNEL[0]") == FileInfo(
         "arm64 Image", 1_500_000, 9 * MiB, "arm64")
 
 
@@ -79,14 +79,14 @@ def test_gzipped_image_uses_its_file_size_not_its_header(seed_inputs: Path) -> N
     gz = compress("gzip", seed_inputs / "zynqmp-dom4" / "Image-bss")
     size = gz.stat().st_size
     assert size < 9 * MiB
-    assert check_file(gz, Role.EXECUTABLE, "DOMU_KERNEL[0]") == FileInfo(
+    assert check_file(gz, Role.DOMAIN_KERNEL, "DOMU_KERNEL[0]") == FileInfo(
         "gzip(arm64 Image)", size, size, "arm64")
 
 
 def test_gzipped_image_from_make_inputs_is_an_executable(seed_inputs: Path) -> None:
     gz = seed_inputs / "zynqmp-dom3" / "Image-domU.gz"
     # 3145991 bytes: the size the seed golden noboot-rootfs-gzip-scsi puts in its reg.
-    assert check_file(gz, Role.EXECUTABLE, "DOMU_KERNEL[3]") == FileInfo(
+    assert check_file(gz, Role.DOMAIN_KERNEL, "DOMU_KERNEL[3]") == FileInfo(
         "gzip(arm64 Image)", 3145991, 3145991, "arm64")
 
 
@@ -138,7 +138,7 @@ def test_uimage_is_rejected_with_how_to_unwrap_it(seed_inputs: Path) -> None:
     subprocess.run(["mkimage", "-A", "arm64", "-T", "kernel", "-C", "none", "-a", "0", "-e", "0",
                     "-d", "Image-dom0", "uImage"], cwd=seed_inputs, check=True,
                    capture_output=True)
-    assert rejected(seed_inputs / "uImage", Role.EXECUTABLE, "DOM0_KERNEL") == (
+    assert rejected(seed_inputs / "uImage", Role.DOMAIN_KERNEL, "DOM0_KERNEL") == (
         "DOM0_KERNEL: uImage is a U-Boot legacy image (uImage); give the raw file it wraps "
         "(dumpimage -p 0 -o FILE extracts it)")
 
@@ -154,7 +154,7 @@ def test_uimage_ramdisk_is_rejected_too(seed_inputs: Path) -> None:
 def test_empty_file_is_rejected(tmp_path: Path) -> None:
     empty = tmp_path / "Image"
     empty.write_bytes(b"")
-    assert rejected(empty, Role.EXECUTABLE, "DOM0_KERNEL") == "DOM0_KERNEL: Image is empty"
+    assert rejected(empty, Role.DOMAIN_KERNEL, "DOM0_KERNEL") == "DOM0_KERNEL: Image is empty"
 
 
 def test_tarball_is_not_a_ramdisk(seed_inputs: Path) -> None:
