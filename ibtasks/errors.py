@@ -13,7 +13,11 @@ _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class UserError(Exception):
-    """A problem with the user's input, reported as one line without a traceback."""
+    """A problem with the user's input (config, command line, input files), reported by the
+    CLI as one line `ibtasks: error: WHERE: MESSAGE` without a traceback, exit status 1.
+
+    `message` says what is wrong and what to do; `where` names the place, `config:12` or a key,
+    when there is one. Every user error of ibtasks is this type; anything else is a bug."""
 
     def __init__(self, message: str, where: str | None = None) -> None:
         self.message = message

@@ -1,6 +1,6 @@
 """The `ibtasks` command: the no-op fast path first, with the standard library only.
 
-A no-op rebuild replays the last run's output (see `stamp`) before argparse, pathlib, doit or
+A no-op rebuild replays the last run's output (see `fast_path`) before argparse, pathlib, doit or
 any of our graph modules are imported; everything else goes to `cli.main`.
 """
 

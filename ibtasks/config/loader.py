@@ -105,7 +105,7 @@ def read_config_file(path: Path, environ: Mapping[str, str] | None = None,
 
 
 class RecordingEnviron(Mapping[str, str]):
-    """The environment, remembering which variables the config looked up (for `stamp`)."""
+    """The environment, remembering which variables the config looked up (for `cli.fast_path`)."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ

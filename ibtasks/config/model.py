@@ -42,7 +42,10 @@ class DomU:
 
 @dataclass(frozen=True)
 class Config:
-    """Everything one build needs, validated. Paths are relative to `root_dir`/`output_dir`."""
+    """Everything one build needs, validated by `build.build_config`: frozen, so a task can key
+    on it. Input paths (`Binary.path`) are relative to `root_dir`, output names to
+    `output_dir`; addresses (`memory_start`, `memory_end`) are in bytes, domU memory in MiB
+    (`DomU.mem_mib`). `warnings` are what the CLI prints before building."""
 
     source: str
     root_dir: Path
@@ -117,7 +120,19 @@ class Config:
 
 @dataclass(frozen=True)
 class Options:
-    """Command-line choices that override or complete the config file."""
+    """Command-line choices that override or complete the config file, one field per flag of
+    the original scripts (`uboot-script-gen`, `disk_image`).
+
+    `root_dir` is -d: every input path of the config is relative to it (a `str` is accepted
+    and made a `Path`); `output_dir` is --output-dir (default: `root_dir`, as the original);
+    `load_cmd` is -t after its shorthands are resolved (`config.load_command.resolve_load_cmd`:
+    tftp, sd, scsi, usb, virtio) and wins over LOAD_CMD; `output_name` is -o NAME
+    (NAME.source, NAME.scr, NAME.dtb); `boot_fs` (fat or ext4) and `partition_table` (gpt or
+    dos) are disk-image's --boot-fs and --table and win over BOOT_FS and PARTITION_TABLE;
+    `fit`, `fit_key_dir`, `fit_u_boot_dtb` are -f, -k KEY_DIR/HINT and -u DTB; `prepend_path`
+    is -p; `calc` is -s (U-Boot computes addresses at boot); `preedited_dtb` loads the edited
+    DTB instead of running fdt commands; `strict` makes every warning an error (as STRICT=y).
+    """
 
     root_dir: Path
     load_cmd: str | None = None  # from -t, already resolved; wins over LOAD_CMD
@@ -132,3 +147,10 @@ class Options:
     prepend_path: str = ""  # -p PREPEND_PATH
     calc: bool = False  # -s: addresses computed by U-Boot
     strict: bool = False  # --strict: every warning is an error (also STRICT=y)
+
+    def __post_init__(self) -> None:
+        # An embedding dodo.py may pass plain strings (`Options(root_dir="build")`).
+        for name in ("root_dir", "output_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))

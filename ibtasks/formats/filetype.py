@@ -1,6 +1,7 @@
 """What a file is by its content: its compression, what it holds, and a kernel's architecture.
 
-The one detector of the project: the binary checks (`inspect`), the rootfs archive reader
+The one detector of the project: the input checks (`file_check`, which judges a file against
+the role it plays), the rootfs archive reader
 (`archive`, which hands the same filter name to libarchive) and the architecture written into
 wrapped images (`<XEN>.ub`, FIT) all ask it, so they cannot disagree. Compressed data is inflated
 by libarchive (which `archive` extracts with), bounded: at most `HEAD_BYTES` come out, so a small

@@ -15,7 +15,7 @@ from ibtasks.errors import UserError
 
 PE_MAGIC = b"MZ"  # the DOS header every PE/COFF image starts with (Microsoft PE format spec)
 
-# What each boot command takes, as the file checks name kinds (inspect.ACCEPTED).
+# What each boot command takes, as the file checks name kinds (file_check.ACCEPTED).
 _TAKES = {"booti": "arm64 Image", "bootz": "arm zImage"}
 _INSTEAD = {"arm64 Image": "booti", "arm zImage": "bootz"}
 

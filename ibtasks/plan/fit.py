@@ -1,4 +1,5 @@
-"""What goes into the FIT (`-f`, FIT, FIT_ENC_KEY_DIR, FIT_ENC_UB_DTB): settings and contents.
+"""What goes into the FIT: its images, configuration and signature nodes, planned from the
+config, the layout and the binaries (the FIT settings themselves are read in config.fit_settings).
 
 Image names are upstream's (`host_kernel`, `dom0_linux`, `domU0_kernel`, `host_fdt`, `boot_scr`),
 since the script names them in `imxtract` and users' own scripts may too.

@@ -20,7 +20,7 @@ from tests.conftest import GOLDENS, run_ibtasks
 from tests.fdtscript import apply_with_fdtput, chosen_meaning, dts_of
 
 CASES = sorted(p.name for p in GOLDENS.iterdir() if (p / "args").is_file())
-# What we print where the original was silent (config_warnings): a key beyond its count.
+# What we print where the original was silent (config.value_warnings): a key beyond its count.
 WARNINGS = {
     "bash-syntax-custom-load": "ibtasks: warning: config:23: DOMU_KERNEL[1] is set but "
                                "NUM_DOMUS=1 counts domUs 0..0: it is ignored\n",

@@ -58,6 +58,16 @@ def test_a_mapping_in_either_key_form_is_the_config_its_file_is(seed_inputs: Pat
         assert config.domus[0].kernel.where == "dodo.py"
 
 
+def test_directories_given_as_strings_are_the_same_config(seed_inputs: Path,
+                                                          tmp_path: Path) -> None:
+    as_paths = Options(root_dir=seed_inputs, output_dir=tmp_path, load_cmd="tftpb")
+    as_text = Options(root_dir=str(seed_inputs), output_dir=str(tmp_path), load_cmd="tftpb")
+    assert as_text == as_paths
+    config = ibtasks.load_config(str(write_config(seed_inputs)), as_text)
+    assert (config.root_dir, config.output_dir) == (seed_inputs, tmp_path)
+    assert list(ibtasks.boot_tasks(config))
+
+
 def test_numbers_and_flags_are_written_as_a_config_line_would_hold_them(
         seed_inputs: Path) -> None:
     values = {**bash_mapping(BASE), "NUM_DOMUS": 1, "DOMU_MEM[0]": 256, "DOMU_NOBOOT": True,

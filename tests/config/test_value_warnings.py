@@ -1,4 +1,4 @@
-"""Values the original takes silently but a user probably did not mean (config_warnings),
+"""Values the original takes silently but a user probably did not mean (config.value_warnings),
 numbers read as bash arithmetic reads them (settings.parse_address/parse_count), and the
 messages for a BOM, an empty expansion and a per-domU key at the top of a YAML config.
 

@@ -5,6 +5,7 @@ import json
 import os
 import resource
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -225,7 +226,7 @@ def _assemble_with_file_size_limit(root: Path, limit: int) -> subprocess.Complet
 
     src = Path(__file__).resolve().parents[2]
     return subprocess.run(
-        ["python3", "-c", code, str(root)], capture_output=True, text=True,
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True,
         preexec_fn=limit_size, env=dict(os.environ, PYTHONPATH=str(src)),
     )
 
