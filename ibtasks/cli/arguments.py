@@ -94,7 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     disk.add_argument("-a", dest="power_of_two", action="store_true",
                       help="round the image size up to a power of two MiB (petalinux-boot --qemu)")
     _add_common_tail(disk)
+    _add_run_commands(commands)
     return parser
+
+
+def _add_run_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """`ibtasks run` and `ibtasks qemu-dtb` (their own flags: ibtasks.cli.run)."""
+    from ibtasks.cli.run import add_machine_options, add_run_arguments
+
+    run = commands.add_parser("run", help="build, then boot under QEMU with U-Boot")
+    _add_inputs(run)
+    add_run_arguments(run)
+    run.add_argument("--strict", action="store_true", help="treat every warning as an error")
+    run.add_argument("-v", "--verbose", action="store_true", help="show each task run")
+    dtb = commands.add_parser("qemu-dtb", help="the DTB of QEMU's virt machine, for DEVICE_TREE")
+    dtb.add_argument("-o", dest="output", required=True, metavar="DTB", help="the DTB to write")
+    add_machine_options(dtb)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
