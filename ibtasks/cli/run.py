@@ -138,6 +138,9 @@ def run_system(args: argparse.Namespace, build: Callable[[argparse.Namespace], i
     change of an input."""
     if args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: must be more than 0 seconds")
+    if not Path(args.firmware).is_file():
+        raise UserError(f"U-Boot firmware {args.firmware} not found: install u-boot-qemu "
+                        "(or give --u-boot)")
     code = build(parse(build_argv(args)))
     if code != 0:
         return code

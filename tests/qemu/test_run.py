@@ -58,7 +58,7 @@ def test_run_over_tftp_sees_the_markers_of_xen_dom0_and_each_domu(scenario: Path
     assert "Generated uboot script boot.scr" in done.stdout  # built first
     assert all(0 < t < 240 for t in marker_times(done.stdout).values())
     log = (scenario / ".ibtasks" / "console.log").read_text()
-    assert "DOMU1-ALIVE" in log and "tftpb 0x40200000 boot.scr" in log
+    assert "DOMU1-ALIVE" in log and "tftpb 0x40000000 boot.scr" in log
 
 
 @pytest.mark.parametrize("media", ["virtio", "scsi"])
