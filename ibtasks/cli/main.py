@@ -105,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run.qemu_dtb(args)
             return run.run_system(args, lambda build: run_locked(build, None),
                                   lambda words: parse_args(parser, words))
+        if args.watch:
+            from ibtasks.cli.watch import watch_and_rebuild
+
+            args.verbose = True  # each rebuild names the tasks it reran
+            return watch_and_rebuild(args, lambda: run_locked(args, None))
         stamp = None
         if args.command == "uboot-script-gen" and not args.doit_args:
             # The no-op fast path (entry.main) found this command's stamp stale or missing.

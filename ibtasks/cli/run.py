@@ -141,10 +141,17 @@ def run_system(args: argparse.Namespace, build: Callable[[argparse.Namespace], i
     if not Path(args.firmware).is_file():
         raise UserError(f"U-Boot firmware {args.firmware} not found: install u-boot-qemu "
                         "(or give --u-boot)")
-    code = build(parse(build_argv(args)))
-    if code != 0:
-        return code
-    return boot_once(args)
+
+    def build_and_boot() -> int:
+        code = build(parse(build_argv(args)))
+        return code if code != 0 else boot_once(args)
+
+    if args.watch:
+        from ibtasks.cli.watch import watch_and_rebuild
+
+        args.verbose = True  # each rebuild names the tasks it reran
+        return watch_and_rebuild(args, build_and_boot)
+    return build_and_boot()
 
 
 def boot_once(args: argparse.Namespace) -> int:
