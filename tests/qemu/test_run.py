@@ -4,6 +4,7 @@ check (--expect/--fail) and interactively through a pseudo-terminal."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 import time
@@ -80,7 +81,7 @@ def test_a_failure_text_ends_the_run_with_status_1_and_the_console_tail(scenario
     assert "FAILED: console: " in done.stdout and "DOMU1-ALIVE" in done.stdout
     assert done.stderr.count("boot failed: console: ") == 1
     tail = done.stderr.split("last console lines")[1]
-    assert "DOMU1-ALIVE" in tail and "Xen" in tail
+    assert "DOMU1-ALIVE" in tail and "(XEN)" in tail
     assert "DOMU1-ALIVE" in (scenario / ".ibtasks" / "console.log").read_text()
 
 
@@ -112,3 +113,31 @@ def test_an_interactive_run_hands_the_console_to_the_terminal(scenario: Path) ->
     assert child.exitstatus == 0
     log = (scenario / ".ibtasks" / "console.log").read_text(errors="replace")
     assert "DOM0-ALIVE" in log and "QEMU: Terminated" in log
+
+
+def readme_smoke_tests() -> dict[str, list[str]]:
+    """examples/xen-ci/README.md's one-command smoke tests: scenario -> its two commands."""
+    text = (REPO / "examples" / "xen-ci" / "README.md").read_text()
+    block = text.split("<!-- smoke-tests -->\n```\n", 1)[1].split("```", 1)[0]
+    found = {}
+    for line in block.splitlines():
+        name, _, commands = line.partition(":")
+        found[name] = [" ".join(shlex.split(part)) for part in commands.split("&&")]
+    return found
+
+
+@pytest.mark.parametrize("name", ["gicv3", "static-heap"])
+def test_a_xen_ci_smoke_test_is_its_config_plus_the_readmes_run_line(
+        name: str, boot_parts: BootParts, tmp_path: Path) -> None:
+    work = tmp_path / name
+    work.mkdir()
+    shutil.copy(REPO / "examples" / "xen-ci" / name / "config", work / "config")
+    for file in ("xen", "Image", "dom0.cpio.gz", "domu0.cpio.gz", "domu1.cpio.gz"):
+        shutil.copy(boot_parts.path(file), work / file)
+    for command in readme_smoke_tests()[name]:
+        words = shlex.split(command)
+        assert words[0] == "ibtasks"
+        done = run_ibtasks(*words[1:], cwd=work)
+        print(done.stdout)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "booted after" in done.stdout
