@@ -44,6 +44,8 @@ FAKEROOT = Tool("fakeroot", "fakeroot")
 FAKED = Tool("faked", "fakeroot")
 FDTOVERLAY = Tool("fdtoverlay", "device-tree-compiler")
 MKIMAGE = Tool("mkimage", "u-boot-tools")
+FDTPUT = Tool("fdtput", "device-tree-compiler")
+DTC = Tool("dtc", "device-tree-compiler")
 
 # Debian packages of QEMU's system emulators, by target (`qemu-system-<target>`).
 QEMU_PACKAGES = {"aarch64": "qemu-system-arm", "arm": "qemu-system-arm",

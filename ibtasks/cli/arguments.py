@@ -43,6 +43,8 @@ def _add_common_tail(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preedited-dtb", action="store_true",
                         help="load the edited DTB instead of running fdt commands in U-Boot")
     parser.add_argument("-v", "--verbose", action="store_true", help="show each task run")
+    parser.add_argument("--watch", action="store_true",
+                        help="after building, rebuild whenever the config or an input changes")
     parser.add_argument("doit_args", nargs="*", metavar="DOIT-ARGS",
                         help="after --: a doit command on the same graph (list, info TASK, ...)")
 
@@ -94,7 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     disk.add_argument("-a", dest="power_of_two", action="store_true",
                       help="round the image size up to a power of two MiB (petalinux-boot --qemu)")
     _add_common_tail(disk)
+    _add_run_commands(commands)
     return parser
+
+
+def _add_run_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """`ibtasks run` and `ibtasks qemu-dtb` (their own flags: ibtasks.cli.run)."""
+    from ibtasks.cli.run import add_machine_options, add_run_arguments
+
+    run = commands.add_parser("run", help="build, then boot under QEMU with U-Boot")
+    _add_inputs(run)
+    add_run_arguments(run)
+    run.add_argument("--strict", action="store_true", help="treat every warning as an error")
+    run.add_argument("-v", "--verbose", action="store_true", help="show each task run")
+    run.add_argument("--watch", action="store_true",
+                     help="rebuild and boot again whenever the config or an input changes")
+    dtb = commands.add_parser("qemu-dtb", help="the DTB of QEMU's virt machine, for DEVICE_TREE")
+    dtb.add_argument("-o", dest="output", required=True, metavar="DTB", help="the DTB to write")
+    add_machine_options(dtb)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:

@@ -96,7 +96,20 @@ def _heal_state_files(state: Path, stamp: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parse_args(build_parser(), argv)
+        parser = build_parser()
+        args = parse_args(parser, argv)
+        if args.command in ("run", "qemu-dtb"):
+            from ibtasks.cli import run
+
+            if args.command == "qemu-dtb":
+                return run.qemu_dtb(args)
+            return run.run_system(args, lambda build: run_locked(build, None),
+                                  lambda words: parse_args(parser, words))
+        if args.watch:
+            from ibtasks.cli.watch import watch_and_rebuild
+
+            args.verbose = True  # each rebuild names the tasks it reran
+            return watch_and_rebuild(args, lambda: run_locked(args, None))
         stamp = None
         if args.command == "uboot-script-gen" and not args.doit_args:
             # The no-op fast path (entry.main) found this command's stamp stale or missing.

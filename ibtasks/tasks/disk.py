@@ -5,6 +5,7 @@
     ib_partition:domU<i>  DOMU_ROOTFS[i] -> ext4
     ib_disk               GPT (or DOS table) + partitions -> disk.img, updated in place, only
                           changed partitions
+    ib_bmap               disk.img -> disk.img.bmap (ibtasks.tasks.bmap)
 
 No root: FAT via pyfatfs, ext4 via fakeroot + mkfs.ext4 -d, the GPT in Python.
 """
@@ -31,6 +32,7 @@ from ibtasks.formats.mbr import LINUX, fat_partition_type
 from ibtasks.fsutil import make_temp_beside, write_atomic
 from ibtasks.plan.disk_contents import boot_files, xl_configs
 from ibtasks.plan.outputs import outputs
+from ibtasks.tasks.bmap import bmap_path, bmap_task
 from ibtasks.tasks.boot import boot_tasks, keyed
 from ibtasks.tasks.step import TaskDict, run_step
 
@@ -236,11 +238,13 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
         "uptodate": keyed(table, config, by_content=False),
         "clean": True,
     }
+    yield bmap_task(config, image_path)
 
 
 def disk_outputs(options: DiskOptions) -> list[Path]:
-    """The user-visible outputs of the disk tasks: the image and its partition record."""
-    return [options.image, Path(f"{options.image}.parts.json")]
+    """The user-visible outputs of the disk tasks: the image, its partition record and its
+    block map."""
+    return [options.image, Path(f"{options.image}.parts.json"), bmap_path(options.image)]
 
 
 def all_tasks(config: Config, options: DiskOptions, epoch: int, boot: Config | None = None,

@@ -112,7 +112,7 @@ def test_a_driver_domain_reruns_only_dom0s_partition_and_the_disk(seed_inputs: P
     # The xl config of domU1 lives in dom0's root filesystem; no boot file reads it.
     ran_now = disk_rebuilt_after(seed_inputs, ("NUM_DOMUS=2",
                                                "NUM_DOMUS=2\nDOMU_DRIVER_DOMAIN[1]=1"))
-    assert ran_now == {"ib_partition:dom0", "ib_disk"}
+    assert ran_now == {"ib_partition:dom0", "ib_disk", "ib_bmap"}
     (seed_inputs / "domU1.cfg").unlink(missing_ok=True)
     subprocess.run(["debugfs", "-R", "dump /etc/xen/domU1.cfg " + str(seed_inputs / "domU1.cfg"),
                     str(seed_inputs / ".ibtasks" / "dom0.ext4")], check=True,
@@ -124,12 +124,12 @@ def test_a_boot_aux_file_reruns_only_the_boot_partition_and_the_disk(seed_inputs
     (seed_inputs / "BOOT.BIN").write_bytes(b"1234")
     ran_now = disk_rebuilt_after(seed_inputs, ("NUM_DOMUS=2", "NUM_DOMUS=2\nNUM_BOOT_AUX_FILE=1\n"
                                                "BOOT_AUX_FILE[0]=BOOT.BIN"))
-    assert ran_now == {"ib_partition:boot", "ib_disk"}
+    assert ran_now == {"ib_partition:boot", "ib_disk", "ib_bmap"}
 
 
 def test_a_dos_table_reruns_only_the_disk(seed_inputs: Path) -> None:
     ran_now = disk_rebuilt_after(seed_inputs, ("NUM_DOMUS=2", "NUM_DOMUS=2\nPARTITION_TABLE=dos"))
-    assert ran_now == {"ib_disk"}
+    assert ran_now == {"ib_disk", "ib_bmap"}
     table = subprocess.run(["sfdisk", "--dump", str(seed_inputs / "disk.img")], check=True,
                            capture_output=True, text=True).stdout
     assert "label: dos" in table
@@ -139,5 +139,5 @@ def test_more_rootfs_slack_reruns_the_rootfs_partitions_and_the_disk(seed_inputs
     write_config(seed_inputs, DISK)
     ran(disk_image(seed_inputs, "-t", "sd", "-o", "disk.img"))
     ran_now = ran(disk_image(seed_inputs, "-t", "sd", "-o", "disk.img", "-s", "64"))
-    assert ran_now == {"ib_partition:dom0", "ib_partition:domU1", "ib_disk"}
+    assert ran_now == {"ib_partition:dom0", "ib_partition:domU1", "ib_disk", "ib_bmap"}
 
