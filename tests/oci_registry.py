@@ -123,7 +123,14 @@ class Relay:
                 client, _ = self.server.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
+            if self.cut.is_set():
+                client.close()
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()  # the registry is gone: the client sees a closed connection
+                continue
             threading.Thread(target=self._pipe, args=(client, upstream, True),
                              daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, False),
@@ -142,6 +149,7 @@ class Relay:
                             if self.on_cut is not None and not self.cut.is_set():
                                 self.on_cut()
                             self.cut.set()
+                            self.server.close()
                             break
                 sink.sendall(data)
         except OSError:

@@ -70,8 +70,11 @@ class CachedStep:
 
 
 def cache_warning(kind: str, message: str) -> None:
-    """One `ibtasks: warning: cache: <task>: ...; building it` line on stderr."""
-    sys.stderr.write(warning_line(f"cache: {kind}: {printable(message)}"))
+    """One `ibtasks: warning: cache: <task>: ...` line on the process's stderr (doit captures
+    an action's `sys.stderr` at verbosity 0 and shows it only when the task fails)."""
+    stream = sys.__stderr__ or sys.stderr
+    stream.write(warning_line(f"cache: {kind}: {printable(message)}"))
+    stream.flush()
 
 
 def run_cached(cache: CacheLocation | None, step: CachedStep, landed: Step | None,
