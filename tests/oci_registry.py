@@ -61,7 +61,8 @@ class LocalRegistry:
                     return self
             except (urllib.error.URLError, ConnectionError):
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"docker-registry exited: {self.log.read_text()}")
+                    raise RuntimeError(f"docker-registry exited: {self.log.read_text()}") \
+                        from None
                 time.sleep(0.1)
         raise RuntimeError("docker-registry did not answer within 20 s")
 

@@ -91,35 +91,26 @@ def run_cached(cache: CacheLocation | None, step: CachedStep, landed: Step | Non
         return
     registry = Registry(cache, dict(os.environ))
     try:
-        document = _lookup(registry, step, landed)
-        if document is None:
-            return
+        document = step.document()
+        key = cache_key(document)
+        try:
+            if fetch_entry(registry, key, step.outputs):
+                if landed is not None:
+                    func, args = landed
+                    func(*args)
+                return
+            upload = not cache.read_only
+        except CacheError as exc:
+            cache_warning(step.kind, f"{exc}; building it")
+            upload = False  # one warning per task: a registry that failed is not asked again
         build(*args)
-        if not cache.read_only:
+        if upload:
             try:
-                store_entry(registry, cache_key(document), document, step.outputs)
+                store_entry(registry, key, document, step.outputs)
             except CacheError as exc:
                 cache_warning(step.kind, f"not uploaded: {exc}")
     finally:
         registry.close()
-
-
-def _lookup(registry: Registry, step: CachedStep, landed: Step | None) -> dict[str, Any] | None:
-    """Land a hit and return None, or return the key document of a miss (or of a failed
-    lookup, after its warning)."""
-    document = step.document()
-    try:
-        hit = fetch_entry(registry, cache_key(document), step.outputs)
-    except CacheError as exc:
-        cache_warning(step.kind, f"{exc}; building it")
-        return document
-    if not hit:
-        return document
-    if landed is not None:
-        func, args = landed
-        func(*args)
-    return None
-
 
 
 def cached_action(cache: CacheLocation | None, kind: str, planned: Any, root: Path,

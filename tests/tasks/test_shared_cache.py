@@ -233,12 +233,14 @@ def test_a_fit_comes_from_the_cache_on_a_fresh_runner(
     outputs = []
     for name in ("runner-a", "runner-b"):
         folder = runner(inputs, tmp_path, name)
-        done = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", "-f",
+        done = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "sd", "-f",
                            "--cache", registry.url(), "-v", cwd=folder)
         assert done.returncode == 0, done.stderr
         assert WARNING not in done.stderr
         outputs.append((folder / "boot.fit").read_bytes())
     assert outputs[0] == outputs[1]
+    # One entry: runner B's key was runner A's, so B found it (a miss would not upload a
+    # second copy under the same tag, and another key would be a second tag).
     [tag] = registry.tags()
     manifest = registry.manifest(tag)
     assert manifest["artifactType"] == "application/vnd.ibtasks.cache.v1"
