@@ -91,16 +91,17 @@ def run_cached(cache: CacheLocation | None, step: CachedStep, landed: Step | Non
         return
     registry = Registry(cache, dict(os.environ))
     try:
-        document = step.document()
-        key = cache_key(document)
+        document: dict[str, Any] = {}
         try:
+            document = step.document()
+            key = cache_key(document)
             if fetch_entry(registry, key, step.outputs):
                 if landed is not None:
-                    func, args = landed
-                    func(*args)
+                    finish, finish_args = landed
+                    finish(*finish_args)
                 return
             upload = not cache.read_only
-        except CacheError as exc:
+        except (CacheError, OSError) as exc:  # OSError: an input file could not be hashed
             cache_warning(step.kind, f"{exc}; building it")
             upload = False  # one warning per task: a registry that failed is not asked again
         build(*args)
