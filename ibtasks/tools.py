@@ -228,3 +228,10 @@ def find_signing_mkimage(where: str | None = None) -> str:
         raise UserError(f"{mkimage} cannot sign FITs (built without FIT signature support): "
                         f"install {MKIMAGE.package} (apt-get install {MKIMAGE.package})", where)
     return mkimage
+
+
+def mkimage_version() -> str:
+    """The installed mkimage's version text (`mkimage version 2023.01+dfsg-2`, from `-V`)."""
+    done = run_tool([find_tool(MKIMAGE), "-V"], "mkimage -V failed")
+    return (done.stdout + done.stderr).strip().splitlines()[0] if done.stdout + done.stderr \
+        else "unknown"

@@ -4,6 +4,7 @@ Layers, lowest first; a module may import its own layer and the layers listed fo
 
     base     ibtasks/*.py (errors, fsutil, lifetime, tools)
     formats  bytes in and out; knows nothing of the config or the pipeline
+    cache    the shared OCI registry cache: keys, registry client, entries (no doit)
     config   settings table, readers, the validated model
     plan     pure planning on the model
     tasks    the doit layer: the only code that imports doit
@@ -32,12 +33,13 @@ PACKAGE = "ibtasks"
 ALLOWED: dict[str, frozenset[str]] = {
     "base": frozenset({"base"}),
     "formats": frozenset({"base", "formats"}),
+    "cache": frozenset({"base", "cache"}),
     "config": frozenset({"base", "formats", "config"}),
     "plan": frozenset({"base", "formats", "config", "plan"}),
-    "tasks": frozenset({"base", "formats", "config", "plan", "tasks"}),
+    "tasks": frozenset({"base", "formats", "config", "plan", "cache", "tasks"}),
     "qemu": frozenset({"base", "formats", "qemu"}),
-    "cli": frozenset({"base", "formats", "config", "plan", "tasks", "qemu", "cli"}),
-    "api": frozenset({"base", "formats", "config", "plan", "tasks", "qemu", "cli"}),
+    "cli": frozenset({"base", "formats", "config", "plan", "cache", "tasks", "qemu", "cli"}),
+    "api": frozenset({"base", "formats", "config", "plan", "cache", "tasks", "qemu", "cli"}),
 }
 DOIT_LAYERS = frozenset({"tasks"})
 MAX_LINES = 400

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from ibtasks import __version__
+from ibtasks.cli.cache_flags import add_cache_flags
 from ibtasks.cli.folders import check_writable, input_dir
 from ibtasks.errors import UserError, warning_line
 
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="let U-Boot compute addresses at boot from each file's size; "
                              "the files need not exist now (no edited DTB)")
     _add_fit_flags(script)
+    add_cache_flags(script)
     _add_common_tail(script)
 
     disk = commands.add_parser("disk-image", help="a partitioned disk.img, as an ordinary user")
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="partition table (default gpt; wins over PARTITION_TABLE)")
     disk.add_argument("-a", dest="power_of_two", action="store_true",
                       help="round the image size up to a power of two MiB (petalinux-boot --qemu)")
+    add_cache_flags(disk)
     _add_common_tail(disk)
     _add_run_commands(commands)
     return parser

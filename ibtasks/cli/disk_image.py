@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ibtasks.cli.arguments import config_from_args, print_warnings
+from ibtasks.cli.cache_flags import cache_from_args
 from ibtasks.cli.folders import check_writable
 from ibtasks.cli.guarded import run_guarded
 from ibtasks.cli.uboot_script_gen import print_layout_warnings
@@ -39,7 +40,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     image = Path(args.image)
     check_writable(image.parent if str(image.parent) else Path("."), f"-o {args.image}: ")
     options = DiskOptions(image=image, work=work, slack_mib=args.slack,
-                          power_of_two=args.power_of_two)
+                          power_of_two=args.power_of_two, cache=cache_from_args(args))
     # The script: the one uboot-script-gen made (again, with its flags), the user's own as it
     # is, or ours with disk-image's flags (see ibtasks.tasks.chain).
     flags = script_flags(args)

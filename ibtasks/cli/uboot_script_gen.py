@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ibtasks.cli.arguments import config_from_args, print_warnings
+from ibtasks.cli.cache_flags import cache_from_args
 from ibtasks.cli.fast_path import write_stamp
 from ibtasks.cli.guarded import run_guarded
 
@@ -30,6 +31,7 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     from ibtasks.tasks.runner import run_graph
 
     config = config_from_args(args, guard)
+    cache = cache_from_args(args)
     check_output_clashes(boot_outputs(config, args.output_name),
                          inputs(config, Path(args.config)))
     epoch = source_date_epoch(os.environ)
@@ -39,7 +41,7 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     # the tree is copied elsewhere.
     tasks_config = anchored(config, config.output_dir)
     code = run_guarded(guard, outputs(config), argv,
-                       lambda: run_graph(lambda: boot_tasks(tasks_config, epoch), work, argv,
+                       lambda: run_graph(lambda: boot_tasks(tasks_config, epoch, cache), work, argv,
                                          args.verbose, cwd=config.output_dir))
     if argv[0] != "run" or code != 0:
         return code

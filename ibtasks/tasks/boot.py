@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from ibtasks.cache.location import CacheLocation
 from ibtasks.config.model import Config
 from ibtasks.config.reader import Binary
 from ibtasks.formats.file_check import Role
@@ -38,6 +39,7 @@ from ibtasks.tasks.boot_actions import (
     write_xen_uimage,
 )
 from ibtasks.tasks.build_dirs import DEFAULT_EPOCH, work_dir
+from ibtasks.tasks.cached_step import cached_action
 from ibtasks.tasks.step import TaskDict, run_step
 from ibtasks.tasks.task_inputs import (
     CheckInput,
@@ -135,10 +137,12 @@ def check_tasks(config: Config) -> Iterator[TaskDict]:
         }
 
 
-def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]:
+def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH,
+               cache: CacheLocation | None = None) -> Iterator[TaskDict]:
     """Yield the task dicts of the boot-file graph for `config` (a validated `Config`);
     `epoch` (seconds since 1970) stamps boot.scr, the FIT and bootm's uImage, as
-    SOURCE_DATE_EPOCH does mkimage's. Nothing is read or written until doit runs them."""
+    SOURCE_DATE_EPOCH does mkimage's; with `cache`, the FIT goes through that shared cache
+    (tasks.cached_step). Nothing is read or written until doit runs them."""
     work = work_dir(config)
     root = config.root_dir
     checks: dict[str, str] = {}
@@ -190,7 +194,7 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH) -> Iterator[TaskDict]
         "clean": True,
     }
     if config.fit:
-        yield fit_task(config, layout, dtb_out, source_out, scr_out, epoch)
+        yield fit_task(config, layout, dtb_out, source_out, scr_out, epoch, cache)
         return
     stamped = ScriptImageInput(epoch)
     yield {
@@ -228,16 +232,19 @@ def uimage_task(config: Config, layout: str, checks: dict[str, str], epoch: int)
 
 
 def fit_task(config: Config, layout: str, dtb_out: str, source_out: str, fit_out: str,
-             epoch: int) -> TaskDict:
+             epoch: int, cache: CacheLocation | None = None) -> TaskDict:
     """ib_fit: every binary, the edited DTB and the script in one FIT (-f, FIT)."""
     packed = FitInput(fit_view(config), epoch)
     keys = [str(p) for p in config.fit.signing_inputs()] if config.fit else []
+    file_dep = [*(str(config.root_dir / b.path) for b in config.binaries()),
+                dtb_out, source_out, layout, *keys]
     return {
         "basename": "ib_fit",
         "doc": "pack every binary, the edited DTB and the script into one FIT image",
-        "actions": [(run_step, [write_fit, packed, layout, dtb_out, source_out, fit_out])],
-        "file_dep": [*(str(config.root_dir / b.path) for b in config.binaries()),
-                     dtb_out, source_out, layout, *keys],
+        "actions": [cached_action(cache, "ib_fit", packed, config.root_dir, file_dep, [fit_out],
+                                  ("mkimage",) if keys else (), None,
+                                  write_fit, packed, layout, dtb_out, source_out, fit_out)],
+        "file_dep": file_dep,
         "targets": [fit_out],
         "uptodate": keyed(packed, config),
         "clean": True,

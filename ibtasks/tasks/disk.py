@@ -21,9 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ibtasks.cache.location import CacheLocation
 from ibtasks.config.model import Config
 from ibtasks.config.reader import Binary
-from ibtasks.formats.disk_image import PartitionImage, assemble_disk, changes_path, read_changes
+from ibtasks.formats.disk_image import (
+    PartitionImage,
+    assemble_disk,
+    changes_path,
+    new_generation,
+    read_changes,
+    write_changes,
+)
 from ibtasks.formats.ext4 import RootfsSpec, build_rootfs_image
 from ibtasks.formats.fat import BootFile, derive_volume_id
 from ibtasks.formats.fat_update import manifest_path, write_fat_image
@@ -34,6 +42,7 @@ from ibtasks.plan.disk_contents import boot_files, xl_configs
 from ibtasks.plan.outputs import outputs
 from ibtasks.tasks.bmap import bmap_path, bmap_task
 from ibtasks.tasks.boot import boot_tasks, keyed
+from ibtasks.tasks.cached_step import cached_action
 from ibtasks.tasks.step import TaskDict, run_step
 
 BOOT_SLACK_MIB = 16  # the original's boot partition: its files plus 16 MiB
@@ -47,6 +56,7 @@ class DiskOptions:
     work: Path  # -w: partition images and doit's state
     slack_mib: int = 128  # -s: free space in each rootfs partition
     power_of_two: bool = False  # -a: disk size in MiB rounded up to a power of two
+    cache: CacheLocation | None = None  # --cache: partitions shared through a registry
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,16 @@ def _mark_built(image: str) -> None:
     record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino,
               "generation": changes["generation"] if changes else None}
     write_atomic(built_marker(image), json.dumps(record).encode())
+
+
+def landed_partition(image: str, fat: bool) -> None:
+    """A partition image that came from the cache: the records a build leaves beside it. A FAT
+    image gets no update manifest (an unreadable one: its next change is a full build) and a
+    changes record saying all of it is new."""
+    if fat:
+        write_atomic(manifest_path(image), b"{}\n")
+        write_changes(Path(image), new_generation(), None, None)
+    _mark_built(image)
 
 
 def write_boot_partition(part: BootPartitionInput, out: str) -> None:
@@ -198,7 +218,11 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
         "basename": "ib_partition",
         "name": "boot",
         "doc": "the boot partition: every file the boot script loads",
-        "actions": [(run_step, [write_boot_partition, boot, boot_image])],
+        "actions": [cached_action(options.cache, "ib_partition:boot", boot, config.root_dir,
+                                  [str(src) for _, src in boot.files], [boot_image],
+                                  ("pyfatfs",) if config.boot_fs == "fat" else ("e2fsprogs",),
+                                  (landed_partition, (boot_image, config.boot_fs == "fat")),
+                                  write_boot_partition, boot, boot_image)],
         "file_dep": [str(src) for _, src in boot.files],
         "targets": [boot_image, built_marker(boot_image)] + (
             [str(manifest_path(boot_image)), str(changes_path(boot_image))]
@@ -220,7 +244,10 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
             "basename": "ib_partition",
             "name": name,
             "doc": f"{archive.key} as an ext4 partition",
-            "actions": [(run_step, [write_rootfs_partition, part, image])],
+            "actions": [cached_action(options.cache, f"ib_partition:{name}", part,
+                                      config.root_dir, [str(part.archive)], [image],
+                                      ("e2fsprogs",), (landed_partition, (image, False)),
+                                      write_rootfs_partition, part, image)],
             "file_dep": [str(part.archive)],
             "targets": [image, built_marker(image)],
             "uptodate": keyed(part, config, by_content=False),
@@ -256,5 +283,5 @@ def all_tasks(config: Config, options: DiskOptions, epoch: int, boot: Config | N
         yield from disk_tasks(config, options, epoch, list(copied))
         return
     boot = boot if boot is not None else config
-    yield from boot_tasks(boot, epoch)
+    yield from boot_tasks(boot, epoch, options.cache)
     yield from disk_tasks(config, options, epoch, outputs(boot), boot.boot.prepend_path)
