@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import ibtasks
 
 # uboot-script-gen's options that take a value (see cli.build_parser).
-VALUE_FLAGS = frozenset({"-c", "-d", "-t", "-o", "-p", "-k", "-u", "--output-dir"})
+VALUE_FLAGS = frozenset({"-c", "-d", "-t", "-o", "-p", "-k", "-u", "--output-dir", "--cache"})
 
 
 def stamp_for(argv: Sequence[str], cwd: str) -> str | None:

@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import ibtasks
-from ibtasks.cache.entries import fetch_entry, store_entry
 from ibtasks.cache.keys import cache_key, key_document
 from ibtasks.cache.location import CacheLocation
-from ibtasks.cache.registry import CacheError, Registry
 from ibtasks.errors import printable, warning_line
 from ibtasks.fsutil import file_sha256
 from ibtasks.tasks.step import run_step
@@ -89,6 +87,10 @@ def run_cached(cache: CacheLocation | None, step: CachedStep, landed: Step | Non
     if cache is None:
         build(*args)
         return
+    # The registry client (and its HTTP library) is loaded only by a build that uses a cache.
+    from ibtasks.cache.entries import fetch_entry, store_entry
+    from ibtasks.cache.registry import CacheError, Registry
+
     registry = Registry(cache, dict(os.environ))
     try:
         document: dict[str, Any] = {}
