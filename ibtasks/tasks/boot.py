@@ -42,8 +42,8 @@ from ibtasks.tasks.boot_actions import (
 )
 from ibtasks.tasks.build_dirs import DEFAULT_EPOCH, work_dir
 from ibtasks.tasks.cached_step import cached_action
-from ibtasks.tasks.step import TaskDict, run_step
 from ibtasks.tasks.namespace import check_task_namespace, namespaced
+from ibtasks.tasks.step import TaskDict, run_step
 from ibtasks.tasks.task_inputs import (
     CheckInput,
     FitInput,
