@@ -71,6 +71,22 @@ class VerboseReporter(OneLineReporter):
     verbose = True
 
 
+class IbtasksMain(DoitMain):  # type: ignore[misc]
+    """doit's command line under our name (help, `tabcompletion`'s completion function)."""
+
+    BIN_NAME = "ibtasks"
+
+    def run(self, all_args: list[str]) -> Any:
+        """doit's `run`, with argv[0] our name while it runs: `tabcompletion` reads
+        sys.argv[0] itself (`__main__.py` under `python -m ibtasks`)."""
+        saved = sys.argv[:1]
+        sys.argv[:1] = [self.BIN_NAME]
+        try:
+            return super().run(all_args)
+        finally:
+            sys.argv[:1] = saved
+
+
 def _backend_registered() -> bool:
     """Whether a plain `doit` run sees our backend (ibtasks installed with its entry points)."""
     from importlib.metadata import entry_points
@@ -126,14 +142,20 @@ def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
     if list(argv[:1]) == ["dumpdb"]:
         return dump_state(Path(config["dep_file"]))
 
+    graph: list[dict[str, Any]] = []
+
     def task_ibtasks() -> Iterable[dict[str, Any]]:
-        """Our graph, as the one task generator of the namespace doit loads."""
-        yield from tasks()
+        """ibtasks' tasks of this kind, one per input (see `-- list --all`)."""
+        yield from graph
 
     namespace = {"DOIT_CONFIG": config, "task_ibtasks": task_ibtasks}
     try:
         with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
-            code = DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv))
+            graph.extend(tasks())
+            # Every task is a default task, so `-- forget` without a name forgets them all,
+            # as in a dodo.py without default_tasks (doit 0.37 fails on None here).
+            config["default_tasks"] = list(dict.fromkeys(t["basename"] for t in graph))
+            code = IbtasksMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv))
     finally:
         # Now, under the caller's build lock: at exit another build could hold it and take
         # this write's temporary for a killed build's.
