@@ -19,6 +19,12 @@ def task_embed() -> dict[str, Any]:
             "uptodate": [False]}
 
 
+def task_boards() -> dict[str, Any]:
+    """examples/boards: two boards and a user's TFTP task in one pipeline."""
+    return {"actions": [[sys.executable, "-m", "doit", "-f", "examples/boards/dodo.py"]],
+            "uptodate": [False]}
+
+
 def task_qemu_virt() -> dict[str, Any]:
     """examples/qemu-virt: a real Xen dom0less system booted under QEMU."""
     return {"actions": [[sys.executable, "-m", "doit", "-f", "examples/qemu-virt/dodo.py"]],

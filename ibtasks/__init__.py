@@ -123,7 +123,8 @@ def source_date_epoch(environ: Mapping[str, str] | None = None) -> int:
     return read(os.environ if environ is None else environ)
 
 
-def boot_tasks(config: Config, epoch: int | None = None) -> Iterator[dict[str, Any]]:
+def boot_tasks(config: Config, epoch: int | None = None, *, name: str | None = None
+               ) -> Iterator[dict[str, Any]]:
     """The doit task dicts of uboot-script-gen's outputs for `config`: `ib_check:<KEY>` per
     binary, `ib_layout`, `ib_dtb` (FDTEDIT), `ib_boot_source`, `ib_boot_scr` (or `ib_fit`
     with a FIT; `ib_xen_uimage` with BOOT_CMD=bootm); see README's task graph.
@@ -133,24 +134,38 @@ def boot_tasks(config: Config, epoch: int | None = None) -> Iterator[dict[str, A
     reads. `epoch`: seconds since 1970 stamped into the images, default
     `source_date_epoch()`. Nothing is read or written until doit runs them; a task that
     fails on the user's input returns doit's `TaskFailed` with the one-line message.
+
+    `name` (a board's name: letters, digits, `_.+-`) puts every task under it,
+    `board-a:ib_layout`, `board-a:ib_check:XEN`, and the work files in
+    `.ibtasks/board-a/`, so several boards share one dodo.py and one dep file
+    (`doit 'board-a:*'` builds one board); `board-a:ib_layout` saves each module's load
+    address by key (and the script's as `UBOOT_SCRIPT`) for doit's `getargs`. Raises
+    `UserError` for a name that cannot be a task name.
     """
     from ibtasks.tasks.boot import boot_tasks as generate
 
-    return generate(config, source_date_epoch() if epoch is None else epoch)
+    return generate(config, source_date_epoch() if epoch is None else epoch, name=name)
 
 
-def boot_task_names(config: Config) -> tuple[str, ...]:
-    """The task basenames `boot_tasks(config)` yields, for doit's `create_after(creates=...)`
-    (`ib_check` and `ib_dtb` are left out with -s, `ib_fit` replaces `ib_boot_scr` with a FIT,
-    `ib_xen_uimage` is added with BOOT_CMD=bootm)."""
+def boot_task_names(config: Config | None = None, *, name: str | None = None
+                    ) -> tuple[str, ...]:
+    """The task basenames `boot_tasks(config, name=name)` yields, for doit's
+    `create_after(creates=...)` (`ib_check` and `ib_dtb` are left out with -s, `ib_fit`
+    replaces `ib_boot_scr` with a FIT, `ib_xen_uimage` is added with BOOT_CMD=bootm); without
+    `config` (before the inputs exist), those of the default BOOT_CMD, `BOOT_TASKS`. Each is
+    under `name` when given (`board-a:ib_layout`)."""
+    from ibtasks.tasks.boot import BOOT_TASKS
     from ibtasks.tasks.boot import boot_task_names as names
+    from ibtasks.tasks.namespace import namespaced_name
 
-    return names(config)
+    basenames = BOOT_TASKS if config is None else names(config)
+    return tuple(namespaced_name(name, n) for n in basenames)
 
 
 def disk_tasks(config: Config, image: str | os.PathLike[str], *,
                work: str | os.PathLike[str] | None = None, slack_mib: int = 128,
-               power_of_two: bool = False, epoch: int | None = None
+               power_of_two: bool = False, epoch: int | None = None,
+               name: str | None = None
                ) -> Iterator[dict[str, Any]]:
     """The doit task dicts of disk-image's outputs, to run beside `boot_tasks(config)`:
     `ib_partition:boot` (every file the script loads, FAT or `BOOT_FS=ext4`),
@@ -163,17 +178,21 @@ def disk_tasks(config: Config, image: str | os.PathLike[str], *,
 
     Raises `UserError` at once when an xl config cannot be written (a domU dom0 starts without
     a kernel; `root=`/`disk=` not deducible from the load command) or a boot file lies outside
-    the -d directory.
+    the -d directory. `name` as for `boot_tasks` (`board-a:ib_disk`; the default `work` is
+    then `.ibtasks/board-a/`).
     """
     from ibtasks.plan.disk_contents import check_disk_config
     from ibtasks.tasks.build_dirs import work_dir
     from ibtasks.tasks.disk import DiskOptions
     from ibtasks.tasks.disk import disk_tasks as generate
+    from ibtasks.tasks.namespace import check_task_namespace, namespaced
 
     check_disk_config(config)
-    options = DiskOptions(Path(image), Path(work) if work is not None else work_dir(config),
+    default_work = work_dir(config) / check_task_namespace(name) if name else work_dir(config)
+    options = DiskOptions(Path(image), Path(work) if work is not None else default_work,
                           slack_mib, power_of_two)
-    return generate(config, options, source_date_epoch() if epoch is None else epoch)
+    return namespaced(name, generate(config, options,
+                                     source_date_epoch() if epoch is None else epoch))
 
 
 def doit_config(work: str | os.PathLike[str], verbose: bool = False) -> dict[str, Any]:

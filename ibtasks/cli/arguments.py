@@ -43,7 +43,8 @@ def _add_common_tail(parser: argparse.ArgumentParser) -> None:
                         help="treat every warning as an error (also STRICT=y in the config)")
     parser.add_argument("--preedited-dtb", action="store_true",
                         help="load the edited DTB instead of running fdt commands in U-Boot")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show each task run")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show each task: why it ran, or that it was up to date")
     parser.add_argument("--watch", action="store_true",
                         help="after building, rebuild whenever the config or an input changes")
     parser.add_argument("doit_args", nargs="*", metavar="DOIT-ARGS",
@@ -111,7 +112,8 @@ def _add_run_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     _add_inputs(run)
     add_run_arguments(run)
     run.add_argument("--strict", action="store_true", help="treat every warning as an error")
-    run.add_argument("-v", "--verbose", action="store_true", help="show each task run")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show each task: why it ran, or that it was up to date")
     run.add_argument("--watch", action="store_true",
                      help="rebuild and boot again whenever the config or an input changes")
     dtb = commands.add_parser("qemu-dtb", help="the DTB of QEMU's virt machine, for DEVICE_TREE")

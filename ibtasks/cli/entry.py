@@ -9,11 +9,20 @@ import sys
 
 from ibtasks.cli.fast_path import replay_if_unchanged, stamp_for
 
+# Flags that report on the build (each task and why, a JSON result): the replay cannot.
+REPORT_FLAGS = ("-v", "--verbose", "--json")
+
+
+def reports_on_build(argv: list[str]) -> bool:
+    """Whether `argv` (before any `--`) asks for a report of the tasks, which needs doit."""
+    ours = argv[:argv.index("--")] if "--" in argv else argv
+    return any(word in REPORT_FLAGS for word in ours)
+
 
 def main() -> int:
     argv = sys.argv[1:]
     stamp = stamp_for(argv, os.getcwd())
-    if stamp is not None:
+    if stamp is not None and not reports_on_build(argv):
         replay = replay_if_unchanged(stamp)
         if replay is not None:
             sys.stdout.write(replay)

@@ -105,6 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run.qemu_dtb(args)
             return run.run_system(args, lambda build: run_locked(build, None),
                                   lambda words: parse_args(parser, words))
+        if getattr(args, "doit_args", [])[:1] == ["auto"]:
+            # doit 0.37 has no `auto` (doit-auto1 needs the unmaintained pyinotify): our
+            # --watch (watchfiles) rebuilds the whole graph when an input changes.
+            if args.doit_args[1:]:
+                raise UserError("-- auto: takes no task names here (every task is rebuilt "
+                                "as needed); use -- auto alone or --watch")
+            args.doit_args, args.watch = [], True
         if args.watch:
             from ibtasks.cli.watch import watch_and_rebuild
 

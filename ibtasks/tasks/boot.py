@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ibtasks.cache.location import CacheLocation
@@ -31,6 +32,7 @@ from ibtasks.formats.file_check import Role
 from ibtasks.plan.boot_script import xen_uimage_name
 from ibtasks.tasks.boot_actions import (
     check_binary,
+    layout_values,
     write_boot_scr,
     write_boot_source,
     write_edited_dtb,
@@ -40,6 +42,7 @@ from ibtasks.tasks.boot_actions import (
 )
 from ibtasks.tasks.build_dirs import DEFAULT_EPOCH, work_dir
 from ibtasks.tasks.cached_step import cached_action
+from ibtasks.tasks.namespace import check_task_namespace, namespaced
 from ibtasks.tasks.step import TaskDict, run_step
 from ibtasks.tasks.task_inputs import (
     CheckInput,
@@ -119,11 +122,12 @@ def _check_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
 
 
-def check_tasks(config: Config) -> Iterator[TaskDict]:
-    """ib_check:<KEY> for every binary the script loads (none with -s)."""
+def check_tasks(config: Config, work: Path | None = None) -> Iterator[TaskDict]:
+    """ib_check:<KEY> for every binary the script loads (none with -s); records in `work`
+    (default `work_dir(config)`)."""
     for binary in [] if config.boot.calc else config.binaries():
         checked = check_input(config, binary)
-        target = str(work_dir(config) / "check" / f"{_check_name(binary.key)}.json")
+        target = str((work or work_dir(config)) / "check" / f"{_check_name(binary.key)}.json")
         yield {
             "basename": "ib_check",
             "name": binary.key,
@@ -138,15 +142,24 @@ def check_tasks(config: Config) -> Iterator[TaskDict]:
 
 
 def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH,
-               cache: CacheLocation | None = None) -> Iterator[TaskDict]:
+               cache: CacheLocation | None = None, name: str | None = None
+               ) -> Iterator[TaskDict]:
     """Yield the task dicts of the boot-file graph for `config` (a validated `Config`);
     `epoch` (seconds since 1970) stamps boot.scr, the FIT and bootm's uImage, as
     SOURCE_DATE_EPOCH does mkimage's; with `cache`, the FIT goes through that shared cache
-    (tasks.cached_step). Nothing is read or written until doit runs them."""
-    work = work_dir(config)
+    (tasks.cached_step). With `name` (a board's name), every task lives under it
+    (`name:ib_layout`) and the work files in `.ibtasks/<name>/` (tasks.namespace); raises
+    `UserError` for a name that cannot be one. Nothing is read or written until doit runs
+    them."""
+    work = work_dir(config) / check_task_namespace(name) if name else work_dir(config)
+    yield from namespaced(name, _boot_graph(config, epoch, cache, work))
+
+
+def _boot_graph(config: Config, epoch: int, cache: CacheLocation | None, work: Path
+                ) -> Iterator[TaskDict]:
     root = config.root_dir
     checks: dict[str, str] = {}
-    for task in check_tasks(config):
+    for task in check_tasks(config, work):
         checks[task["name"]] = task["targets"][0]
         yield task
     layout = str(work / "layout.json")
@@ -157,7 +170,8 @@ def boot_tasks(config: Config, epoch: int = DEFAULT_EPOCH,
                "place the boot script (-s: U-Boot places the binaries)",
         "actions": [(run_step, [write_layout, planned,
                                 tuple(checks[key] for key, _ in planned.modules),
-                                checks.get("DEVICE_TREE"), layout])],
+                                checks.get("DEVICE_TREE"), layout]),
+                    (layout_values, [layout])],
         "file_dep": list(checks.values()),
         "targets": [layout],
         "uptodate": keyed(planned, config),

@@ -119,6 +119,15 @@ def write_layout(planned: LayoutInput, checks: tuple[str, ...], dtb_check: str |
     write_if_changed(out, layout.to_json())
 
 
+def layout_values(layout_path: str) -> dict[str, int]:
+    """ib_layout's saved values, for doit's `getargs`: the load address (bytes) of each
+    module by its key (`XEN`, `DOMU_KERNEL[0]`, ...) and of the boot script (`UBOOT_SCRIPT`).
+    doit keeps them in its record, so an up-to-date ib_layout still provides them."""
+    layout = json.loads(Path(layout_path).read_text())
+    values = {region["key"]: int(region["address"]) for region in layout["regions"]}
+    return {**values, "UBOOT_SCRIPT": int(layout["script_slot"])}
+
+
 def read_facts(dtb_check: str) -> DtFacts:
     """The input DTB's facts as its check task recorded them."""
     return DtFacts.from_record(json.loads(Path(dtb_check).read_text())["facts"])

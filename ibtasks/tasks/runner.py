@@ -20,6 +20,8 @@ from doit.reporter import ConsoleReporter
 from ibtasks.errors import UserError, error_line
 from ibtasks.tasks.digest_cache import make_checker
 from ibtasks.tasks.state_backend import BACKEND_NAME, PLUGIN_LOCATION
+from ibtasks.tasks.step import OurUserError
+from ibtasks.tasks.why import run_reasons
 
 # doit looks backends up by name among its plugins (see ibtasks.tasks.state_backend).
 PLUGINS = {"BACKEND": {BACKEND_NAME: PLUGIN_LOCATION}}
@@ -32,17 +34,26 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
     verbose = False
 
     def execute_task(self, task: Any) -> None:
-        """With -v, name the task about to run (a group task without actions is not named)."""
+        """With -v, name the task about to run and why (tasks.why; a group task without
+        actions is not named)."""
         if self.verbose and task.actions:
-            sys.stderr.write(f"ibtasks: running {task.title()}\n")
+            why = "; ".join(run_reasons(task))
+            sys.stderr.write(f"ibtasks: running {task.title()}: {why}\n")
 
     def skip_uptodate(self, task: Any) -> None:
-        """An up-to-date task prints nothing."""
+        """An up-to-date task prints nothing; with -v one line (not for group tasks)."""
+        if self.verbose and task.actions:
+            sys.stderr.write(f"ibtasks: up to date {task.title()}\n")
 
     def add_failure(self, task: Any, fail: Any) -> None:
-        """A user error (TaskFailed) as one line; anything else with its traceback."""
-        if isinstance(fail, TaskFailed):
+        """Our user error (`OurUserError`, from run_step) as one `ibtasks: error:` line; a
+        task of someone else's failing (an embedding dodo.py's) with its name and doit's
+        message; anything else of ours with its traceback."""
+        if isinstance(fail, OurUserError):
             sys.stderr.write(error_line(fail.message))
+        elif isinstance(fail, TaskFailed) or not any(
+                part.startswith("ib_") for part in task.name.split(":")):
+            sys.stderr.write(f"ibtasks: task {task.name} failed: {fail.get_msg().strip()}\n")
         else:
             sys.stderr.write(f"ibtasks: internal error in {task.name}:\n{fail.get_msg()}\n")
 
@@ -58,6 +69,22 @@ class VerboseReporter(OneLineReporter):
 
     desc = "ibtasks: one line per task run and per error"
     verbose = True
+
+
+class IbtasksMain(DoitMain):  # type: ignore[misc]
+    """doit's command line under our name (help, `tabcompletion`'s completion function)."""
+
+    BIN_NAME = "ibtasks"
+
+    def run(self, all_args: list[str]) -> Any:
+        """doit's `run`, with argv[0] our name while it runs: `tabcompletion` reads
+        sys.argv[0] itself (`__main__.py` under `python -m ibtasks`)."""
+        saved = sys.argv[:1]
+        sys.argv[:1] = [self.BIN_NAME]
+        try:
+            return super().run(all_args)
+        finally:
+            sys.argv[:1] = saved
 
 
 def _backend_registered() -> bool:
@@ -115,14 +142,20 @@ def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
     if list(argv[:1]) == ["dumpdb"]:
         return dump_state(Path(config["dep_file"]))
 
+    graph: list[dict[str, Any]] = []
+
     def task_ibtasks() -> Iterable[dict[str, Any]]:
-        """Our graph, as the one task generator of the namespace doit loads."""
-        yield from tasks()
+        """ibtasks' tasks of this kind, one per input (see `-- list --all`)."""
+        yield from graph
 
     namespace = {"DOIT_CONFIG": config, "task_ibtasks": task_ibtasks}
     try:
         with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
-            code = DoitMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv))
+            graph.extend(tasks())
+            # Every task is a default task, so `-- forget` without a name forgets them all,
+            # as in a dodo.py without default_tasks (doit 0.37 fails on None here).
+            config["default_tasks"] = list(dict.fromkeys(t["basename"] for t in graph))
+            code = IbtasksMain(ModuleTaskLoader(namespace), extra_config=PLUGINS).run(list(argv))
     finally:
         # Now, under the caller's build lock: at exit another build could hold it and take
         # this write's temporary for a killed build's.

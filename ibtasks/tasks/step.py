@@ -13,11 +13,16 @@ from ibtasks.errors import UserError
 TaskDict = dict[str, Any]
 
 
+class OurUserError(TaskFailed):  # type: ignore[misc]
+    """doit's `TaskFailed` for a `UserError` of ours: the reporter prints it as one
+    `ibtasks: error:` line, while other failures name their task."""
+
+
 def run_step(func: Callable[..., None], *args: Any) -> TaskFailed | None:
     """Run one action `func(*args)`; a `UserError` becomes doit's `TaskFailed` with our
     one-line message (anything else is a bug and keeps its traceback)."""
     try:
         func(*args)
     except UserError as exc:
-        return TaskFailed(str(exc))
+        return OurUserError(str(exc))
     return None

@@ -26,6 +26,7 @@ from doit.tools import config_changed
 
 import ibtasks
 from ibtasks.fsutil import file_sha256
+from ibtasks.tasks.why import ExplainRun
 
 TARGETS_KEY = "_ibtasks_targets"
 
@@ -34,8 +35,8 @@ def task_uptodate(payload: dict[str, Any], *, by_content: bool = True) -> list[A
     """The `uptodate` list of one task: its settings `payload` (JSON-serialisable, without
     absolute paths) with the ibtasks version, and the check of its targets (`by_content`
     False: by size, mtime and inode only, for images of hundreds of MiB)."""
-    return [config_changed({**payload, "ibtasks": ibtasks.__version__}),
-            TargetsAsWritten(by_content)]
+    full = {**payload, "ibtasks": ibtasks.__version__}
+    return [config_changed(full), TargetsAsWritten(by_content), ExplainRun(full)]
 
 
 class TargetsAsWritten:
@@ -51,7 +52,8 @@ class TargetsAsWritten:
         self.by_content = by_content
 
     def configure_task(self, task: Any) -> None:
-        """doit calls this once per task: save the targets' identity after each success."""
+        """doit calls this once per task: save the targets' identity after each success.
+        (`tasks.why.ExplainRun`, the list's third entry, keeps the payload for -v's reasons.)"""
         task.value_savers.append(lambda: {TARGETS_KEY: self.identify(task.targets)})
 
     def identify(self, targets: Sequence[str]) -> list[list[Any] | None]:
