@@ -118,3 +118,15 @@ def test_a_bad_cache_location_in_the_config_is_one_line_naming_file_line_and_key
     assert done.stderr == f"ibtasks: error: config:{line}: CACHE: {message}\n"
     assert not (seed_inputs / "boot.fit").exists()
     assert not (seed_inputs / "boot.scr").exists()
+
+
+def test_naming_another_cache_in_the_config_reruns_no_task(seed_inputs: Path,
+                                                           registry: LocalRegistry) -> None:
+    fit_build(seed_inputs, f"CACHE={registry.url()}\n")
+    fit = (seed_inputs / "boot.fit").stat()
+    (seed_inputs / "config").write_text(CONFIG + f"CACHE={dead()}\n")
+    done = run_ibtasks("uboot-script-gen", "-c", "config", "-d", ".", "-t", "sd", "-f", "-v",
+                       cwd=seed_inputs)
+    assert done.returncode == 0, done.stderr
+    assert "ibtasks: running" not in done.stderr and WARNING not in done.stderr
+    assert (seed_inputs / "boot.fit").stat().st_mtime_ns == fit.st_mtime_ns
