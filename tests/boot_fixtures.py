@@ -173,3 +173,15 @@ def reported_values(line: str) -> dict[str, str]:
     fields = dict(word.split("=", 1) for word in head.split() if "=" in word)
     fields["cmdline"] = cmdline
     return fields
+
+
+def prepare_shell_dom0(parts: BootParts, name: str = "dom0-shell.cpio.gz") -> Path:
+    """A dom0 initramfs whose /init prints dom0's usual marker, then runs busybox's shell on
+    the console: what an interactive test types there reaches a program of the booted system."""
+    found = debian.fetch_binaries(debian.cache_root(), say=print)
+    usual = initramfs.INIT_TEMPLATE.format(marker=system.marker_for("dom0"))
+    init = usual.replace("while true; do sleep 3600; done\n",
+                         "exec /bin/sh </dev/console >/dev/console 2>&1\n")
+    image = initramfs.build_cpio(found.busybox.read_bytes(), init)
+    write_atomic(parts.path(name), gzip.compress(image, mtime=0))
+    return parts.path(name)

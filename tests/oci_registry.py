@@ -7,6 +7,7 @@ registry and kill the registry then: a registry that dies in the middle of an up
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
@@ -30,15 +31,21 @@ def free_port() -> int:
 class LocalRegistry:
     """docker-registry serving `storage` on 127.0.0.1:`port`, until `stop()`."""
 
-    def __init__(self, storage: Path, port: int | None = None) -> None:
+    def __init__(self, storage: Path, port: int | None = None,
+                 htpasswd: Path | None = None,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.storage = storage
+        self.credentials = credentials  # what tags() and manifest() log in with
         self.port = port or free_port()
         self.config = storage.parent / f"registry-{self.port}.yml"
+        # With `htpasswd` (bcrypt entries, `htpasswd -B`) every request needs Basic auth.
+        auth = f"auth:\n  htpasswd:\n    realm: ibtasks-tests\n    path: {htpasswd}\n" \
+            if htpasswd is not None else ""
         self.config.write_text(
             "version: 0.1\n"
             "log:\n  level: error\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n")
+            f"http:\n  addr: 127.0.0.1:{self.port}\n" + auth)
         self.log = storage.parent / f"registry-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -59,6 +66,10 @@ class LocalRegistry:
             try:
                 with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1):
                     return self
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:  # up, and asking for credentials
+                    return self
+                raise
             except (urllib.error.URLError, ConnectionError):
                 if self.process.poll() is not None:
                     raise RuntimeError(f"docker-registry exited: {self.log.read_text()}") \
@@ -74,8 +85,8 @@ class LocalRegistry:
     def tags(self) -> list[str]:
         """The tags of our repository (each one cache entry), sorted; [] before any push."""
         try:
-            with urllib.request.urlopen(
-                    f"http://{self.host}/v2/{REPOSITORY}/tags/list", timeout=10) as answer:
+            with urllib.request.urlopen(self._request(f"/v2/{REPOSITORY}/tags/list"),
+                                        timeout=10) as answer:
                 return sorted(json.load(answer).get("tags") or [])
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
@@ -83,11 +94,17 @@ class LocalRegistry:
             raise
 
     def manifest(self, tag: str) -> dict[str, object]:
-        request = urllib.request.Request(
-            f"http://{self.host}/v2/{REPOSITORY}/manifests/{tag}",
-            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        request = self._request(f"/v2/{REPOSITORY}/manifests/{tag}")
+        request.add_header("Accept", "application/vnd.oci.image.manifest.v1+json")
         with urllib.request.urlopen(request, timeout=10) as answer:
             return dict(json.load(answer))
+
+    def _request(self, path: str) -> urllib.request.Request:
+        request = urllib.request.Request(f"http://{self.host}{path}")
+        if self.credentials is not None:
+            token = base64.b64encode(":".join(self.credentials).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        return request
 
     def blob_file(self, digest: str) -> Path:
         """Where the registry stores blob `sha256:<hex>` (distribution's filesystem layout)."""

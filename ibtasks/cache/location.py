@@ -53,14 +53,29 @@ def parse_cache_location(text: str, where: str, read_only: bool = False) -> Cach
     return CacheLocation(host, repository, scheme, read_only)
 
 
-def cache_location(flag: str | None, read_only_flag: bool,
-                   environ: Mapping[str, str]) -> CacheLocation | None:
-    """The cache of a command: `--cache` wins over IBTASKS_CACHE; read-only with
-    `--cache-read-only` or IBTASKS_CACHE_READ_ONLY=1/y/yes/true/on. None when neither names
-    a cache. Raises UserError for a malformed location."""
-    read_only = read_only_flag or environ.get(READ_ONLY_ENV, "").strip().lower() in YES
+def cache_location(flag: str | None, read_only_flag: bool, environ: Mapping[str, str],
+                   key: tuple[str, str] | None = None,
+                   key_read_only: bool | None = None) -> CacheLocation | None:
+    """The cache of a command: `--cache` wins over the config's CACHE key (`key`: its text
+    and its place, `config:12`), and the key over IBTASKS_CACHE; read-only with
+    `--cache-read-only`, else as the CACHE_READ_ONLY key says (`key_read_only`, None when
+    the config leaves it out), else with IBTASKS_CACHE_READ_ONLY=1/y/yes/true/on. None when
+    none names a cache. Raises UserError for a malformed location, naming the flag, the
+    variable, or the config's file and line and the key."""
+    if read_only_flag:
+        read_only = True
+    elif key_read_only is not None:
+        read_only = key_read_only
+    else:
+        read_only = environ.get(READ_ONLY_ENV, "").strip().lower() in YES
     if flag:
         return parse_cache_location(flag, "--cache", read_only)
+    if key is not None and key[0].strip():
+        text, where = key
+        try:
+            return parse_cache_location(text.strip(), "CACHE", read_only)
+        except UserError as exc:
+            raise UserError(exc.message, where) from None
     if environ.get(CACHE_ENV):
         return parse_cache_location(environ[CACHE_ENV], CACHE_ENV, read_only)
     return None

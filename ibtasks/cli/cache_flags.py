@@ -1,10 +1,12 @@
 """`--cache oci://HOST[:PORT]/REPO` and `--cache-read-only`, on both subcommands (see
-ibtasks.cache; the environment's IBTASKS_CACHE and IBTASKS_CACHE_READ_ONLY when not given)."""
+ibtasks.cache); the config's CACHE and CACHE_READ_ONLY keys when not given, then the
+environment's IBTASKS_CACHE and IBTASKS_CACHE_READ_ONLY."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from ibtasks.cache.location import CacheLocation, cache_location
 
@@ -20,7 +22,18 @@ def add_cache_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cache_from_args(args: argparse.Namespace) -> CacheLocation | None:
-    """The cache a command line (or the environment) names; None when none. Raises
-    UserError naming `--cache` or IBTASKS_CACHE for a malformed location."""
+    """The cache a command line, its config (read again, quietly: the keys are not part of
+    the validated config, so that no task's input changes with the cache) or the environment
+    names; None when none. Raises UserError naming `--cache`, the config's file, line and
+    CACHE, or IBTASKS_CACHE for a malformed location."""
+    from ibtasks.config.loader import read_config_file
+    from ibtasks.config.settings import is_set
+
+    raw = read_config_file(Path(args.config), warn=lambda message: None)
+    key = raw.values.get(("CACHE", None))
+    read_only_key = raw.values.get(("CACHE_READ_ONLY", None))
     return cache_location(getattr(args, "cache", None),
-                          getattr(args, "cache_read_only", False), os.environ)
+                          getattr(args, "cache_read_only", False), os.environ,
+                          key=(key.text, key.where) if key is not None else None,
+                          key_read_only=is_set(read_only_key.text)
+                          if read_only_key is not None else None)

@@ -147,9 +147,14 @@ def run_system(args: argparse.Namespace, build: Callable[[argparse.Namespace], i
         return code if code != 0 else boot_once(args)
 
     if args.watch:
-        from ibtasks.cli.watch import watch_and_rebuild
+        from ibtasks.cli.watch import watch_and_reboot, watch_and_rebuild
 
         args.verbose = True  # each rebuild names the tasks it reran
+        if not args.expect and not args.fail:
+            from ibtasks.qemu.interactive import InteractiveBoot
+
+            return watch_and_reboot(args, lambda: build(parse(build_argv(args))),
+                                    lambda: InteractiveBoot(boot_spec(args)))
         return watch_and_rebuild(args, build_and_boot)
     return build_and_boot()
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import watchfiles
 
-from ibtasks.errors import UserError
+from ibtasks.errors import UserError, error_line
+
+if TYPE_CHECKING:
+    from ibtasks.qemu.interactive import InteractiveBoot
 
 DEBOUNCE_MS = 300  # a kernel build writes Image in several steps: one rebuild for all of them
 
@@ -48,11 +53,88 @@ def watch_and_rebuild(args: argparse.Namespace, build: Callable[[], int],
     code = build()
     while not stop():
         files = watched_inputs(args)
-        changed = wait_for_change(files, len(files))
-        names = ", ".join(sorted(os.path.relpath(path) for path in changed))
-        sys.stderr.write(f"ibtasks: changed: {names}\n")
+        report_change(wait_for_change(files, len(files)))
         code = build()
     return code
+
+
+class ChangeWatch:
+    """`wait_for_change` on the inputs of `args`' config in a background thread, so that the
+    console can stay on the terminal meanwhile; `cancel()` ends it."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.files = watched_inputs(args)
+        self.changed: set[str] = set()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._wait, daemon=True)
+        self._thread.start()
+
+    def _wait(self) -> None:
+        try:
+            self.changed = wait_for_change(self.files, len(self.files), self._stop)
+        finally:
+            self._done.set()
+
+    def has_changed(self) -> bool:
+        """True once an input changed."""
+        return self._done.is_set()
+
+    def wait(self) -> set[str]:
+        """Block until an input changes (Ctrl-C still interrupts); the files that changed."""
+        while not self._done.wait(0.5):
+            pass
+        return self.changed
+
+    def cancel(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._thread.join()
+
+
+def report_change(changed: set[str]) -> None:
+    """`ibtasks: changed: <files>`, relative to the current folder."""
+    names = ", ".join(sorted(os.path.relpath(path) for path in changed))
+    sys.stderr.write(f"ibtasks: changed: {names}\n")
+    sys.stderr.flush()
+
+
+def watch_and_reboot(args: argparse.Namespace, build: Callable[[], int],
+                     start: Callable[[], InteractiveBoot]) -> int:
+    """`run --watch` with the console on the terminal: build, boot with `start`, and share the
+    console until an input changes; then take the terminal back, rebuild (naming the tasks
+    that reran), stop QEMU and boot again. After the user quits QEMU, wait for the next
+    change. Runs until interrupted (Ctrl-C while no console is shared: KeyboardInterrupt
+    goes up); a build or a boot that fails waits for the next change."""
+    code = build()
+    while True:
+        watch = ChangeWatch(args)
+        try:
+            sys.stderr.write(f"ibtasks: watching {len(watch.files)} input files; a change "
+                             "rebuilds and boots again\n")
+            session = None
+            if code == 0:
+                try:
+                    session = start()
+                except UserError as exc:
+                    sys.stderr.write(error_line(str(exc)))
+            try:
+                if session is not None and not session.share_console(watch.has_changed):
+                    sys.stderr.write("\r\nibtasks: QEMU ended; watching for the next change, "
+                                     "Ctrl-C stops\n")
+                changed = watch.wait()
+                sys.stderr.write("\r\n")
+                report_change(changed)
+                try:
+                    code = build()
+                except UserError as exc:
+                    sys.stderr.write(error_line(str(exc)))
+                    code = 1
+            finally:
+                if session is not None:
+                    session.quit()
+        finally:
+            watch.cancel()
 
 
 def _stamp(path: str) -> tuple[int, int, int] | None:
@@ -63,10 +145,13 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-def wait_for_change(files: set[str], count: int) -> set[str]:
+def wait_for_change(files: set[str], count: int,
+                    stop_event: threading.Event | None = None) -> set[str]:
     """Block until one of `files` (absolute paths) is written, created, renamed onto or
-    removed; the paths that changed (after DEBOUNCE_MS of quiet). `ibtasks: watching` is
-    printed once the watch is live; a file that changed before that is found by its stat."""
+    removed; the paths that changed (after DEBOUNCE_MS of quiet), or none once `stop_event`
+    is set. `ibtasks: watching` is printed once the watch is live (not with a `stop_event`:
+    the console may be on the terminal); a file that changed before that is found by its
+    stat."""
     before = {path: _stamp(path) for path in files}
     folders = sorted({os.path.dirname(path) for path in files
                       if os.path.isdir(os.path.dirname(path))})
@@ -74,12 +159,12 @@ def wait_for_change(files: set[str], count: int) -> set[str]:
     for batch in watchfiles.watch(*folders, debounce=DEBOUNCE_MS, recursive=False,
                                   watch_filter=lambda _change, path: path in files,
                                   rust_timeout=200, yield_on_timeout=True,
-                                  raise_interrupt=True):
+                                  raise_interrupt=True, stop_event=stop_event):
         changed = {path for _change, path in batch}
         if not announced:
             announced = True
             changed |= {path for path, stamp in before.items() if _stamp(path) != stamp}
-            if not changed:
+            if not changed and stop_event is None:
                 sys.stderr.write(f"ibtasks: watching {count} input files; Ctrl-C stops\n")
                 sys.stderr.flush()
         if changed:

@@ -187,6 +187,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STRICT", False, Kind.FLAG, None,
             "Every warning (unknown or unused key, ...) is an error; also `--strict`.",
             "ibtasks"),
+    Setting("CACHE", False, Kind.TEXT, None,
+            "The shared cache, an OCI registry repository `oci://HOST[:PORT]/REPOSITORY`; "
+            "`--cache` wins over this key, and this key over `IBTASKS_CACHE`.", "ibtasks"),
+    Setting("CACHE_READ_ONLY", False, Kind.FLAG, None,
+            "Take hits from the shared cache but upload nothing; `--cache-read-only` wins "
+            "over this key, and this key (set or unset) over `IBTASKS_CACHE_READ_ONLY`.",
+            "ibtasks"),
     # --- disk_image extras (upstream 2021-2022) ---
     Setting("PARTITION_TABLE", False, Kind.CHOICE, "gpt",
             "disk-image: `gpt`, or `dos` (MBR: up to 4 primary partitions, the boot partition "

@@ -251,6 +251,30 @@ def _add_files(
     return cluster_bytes, extents
 
 
+def fat_file_extents(image: Path, paths: Sequence[str]
+                     ) -> tuple[int, dict[str, tuple[int, tuple[tuple[int, int], ...], int]]]:
+    """Bytes per cluster, and for each of `paths` the image holds as a file: its first
+    cluster, its clusters as (byte offset, length) runs, and its size in bytes."""
+    pf = PyFat(encoding=FAT_OEM_ENCODING, lazy_load=False)
+    pf.open(str(image), read_only=True)
+    found = {}
+    try:
+        for path in paths:
+            entry: FATDirectoryEntry | None = pf.root_dir
+            for name in path.split("/"):
+                entry = _lookup(entry, name) if entry is not None else None
+            if entry is None or entry.is_directory():
+                continue
+            first = int(entry.get_cluster())
+            clusters = list(pf.get_cluster_chain(first)) if first >= 2 else []
+            addresses = [pf.get_data_cluster_address(c) for c in clusters]
+            found[path] = (first, _merge_runs(addresses, pf.bytes_per_cluster),
+                           int(entry.filesize))
+        return int(pf.bytes_per_cluster), found
+    finally:
+        pf.close()
+
+
 def _lookup(parent: FATDirectoryEntry, name: str) -> FATDirectoryEntry | None:
     """The entry of directory `parent` whose long or short name is `name` ignoring case, as
     FAT readers (and a vfat mount) match names, or None; so `Sub/a` and `sub/b` share one

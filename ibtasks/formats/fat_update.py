@@ -42,6 +42,7 @@ from ibtasks.formats.fat import (
     build_fat_image,
     check_boot_files,
     check_label,
+    fat_file_extents,
 )
 from ibtasks.fsutil import write_atomic
 
@@ -76,6 +77,21 @@ def write_fat_image(
     """Make `output` the FAT image of `files`, as `fat.build_fat_image` would, writing only
     the changed files' clusters when the previous image allows it."""
     target = Path(output)
+    unique, params, sources = _describe(files, volume_id, label, epoch, partition_start_lba)
+    plan = _plan_update(target, params, sources)
+    if isinstance(plan, str):
+        return _build(target, unique, sources, params, plan)
+    manifest, changed = plan
+    return _update(target, manifest, sources, changed)
+
+
+Source = tuple[str, str, int, int]  # path in the image, source file, its size and mtime_ns
+
+
+def _describe(files: Sequence[BootFile], volume_id: int, label: str, epoch: int,
+              partition_start_lba: int
+              ) -> tuple[tuple[BootFile, ...], dict[str, Any], list[Source]]:
+    """The files (checked), the image's parameters and each source's stat, for a manifest."""
     unique = check_boot_files(files)
     stats = []
     for item in unique:
@@ -96,11 +112,45 @@ def write_fat_image(
     }
     sources = [(item.path, str(item.source), st.st_size, st.st_mtime_ns)
                for item, st in zip(unique, stats, strict=True)]
-    plan = _plan_update(target, params, sources)
-    if isinstance(plan, str):
-        return _build(target, unique, sources, params, plan)
-    manifest, changed = plan
-    return _update(target, manifest, sources, changed)
+    return unique, params, sources
+
+
+def adopt_fat_image(
+    output: str | os.PathLike[str],
+    files: Sequence[BootFile],
+    *,
+    volume_id: int,
+    label: str,
+    epoch: int,
+    partition_start_lba: int = 2048,
+) -> bool:
+    """Write the update manifest of `output`, an image `write_fat_image` made of these `files`
+    and parameters on another machine (a shared cache's hit: same inputs, same bytes), and a
+    changes record saying all of it is new; the next change of a file's content is then an
+    update in place, as after a local build. Each file's clusters and directory entry are
+    read from the image itself (pyfatfs, and the directory reader below); True when done.
+    When the image does not hold the files at their sizes (False), the manifest is left
+    unreadable: the next change is a full build. Raises UserError when a source file cannot
+    be read."""
+    target = Path(output)
+    _, params, sources = _describe(files, volume_id, label, epoch, partition_start_lba)
+    _forget(target)
+    generation = new_generation()
+    write_changes(target, generation, None, None)
+    cluster_bytes, placed = fat_file_extents(target, [path for path, *_ in sources])
+    with open(target, "rb") as handle:
+        entries = directory_entry_offsets(handle)
+    records = []
+    for path, source, size, mtime_ns in sources:
+        first, runs, stored = placed.get(path, (0, (), -1))
+        if stored != size or (size and first not in entries):
+            write_atomic(manifest_path(target), b"{}\n")
+            return False
+        records.append({"path": path, "source": source, "size": size, "mtime_ns": mtime_ns,
+                        "runs": [list(run) for run in runs],
+                        "entry": entries[first] if size else None})
+    _write_manifest(target, params, cluster_bytes, records, generation)
+    return True
 
 
 def _plan_update(

@@ -28,13 +28,11 @@ from ibtasks.formats.disk_image import (
     PartitionImage,
     assemble_disk,
     changes_path,
-    new_generation,
     read_changes,
-    write_changes,
 )
 from ibtasks.formats.ext4 import RootfsSpec, build_rootfs_image
 from ibtasks.formats.fat import BootFile, derive_volume_id
-from ibtasks.formats.fat_update import manifest_path, write_fat_image
+from ibtasks.formats.fat_update import adopt_fat_image, manifest_path, write_fat_image
 from ibtasks.formats.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from ibtasks.formats.mbr import LINUX, fat_partition_type
 from ibtasks.fsutil import make_temp_beside, write_atomic
@@ -123,13 +121,15 @@ def _mark_built(image: str) -> None:
     write_atomic(built_marker(image), json.dumps(record).encode())
 
 
-def landed_partition(image: str, fat: bool) -> None:
+def landed_partition(image: str, boot: BootPartitionInput | None) -> None:
     """A partition image that came from the cache: the records a build leaves beside it. A FAT
-    image gets no update manifest (an unreadable one: its next change is a full build) and a
-    changes record saying all of it is new."""
-    if fat:
-        write_atomic(manifest_path(image), b"{}\n")
-        write_changes(Path(image), new_generation(), None, None)
+    boot image (`boot`: what it was built from) gets the update manifest read from its own
+    clusters and a changes record saying all of it is new, so its next change is an update
+    in place (`fat_update.adopt_fat_image`)."""
+    if boot is not None:
+        adopt_fat_image(image, [BootFile(path, src) for path, src in boot.files],
+                        volume_id=derive_volume_id(boot.identity, "boot"), label="BOOT",
+                        epoch=boot.epoch)
     _mark_built(image)
 
 
@@ -221,7 +221,8 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
         "actions": [cached_action(options.cache, "ib_partition:boot", boot, config.root_dir,
                                   [str(src) for _, src in boot.files], [boot_image],
                                   ("pyfatfs",) if config.boot_fs == "fat" else ("e2fsprogs",),
-                                  (landed_partition, (boot_image, config.boot_fs == "fat")),
+                                  (landed_partition,
+                                   (boot_image, boot if config.boot_fs == "fat" else None)),
                                   write_boot_partition, boot, boot_image)],
         "file_dep": [str(src) for _, src in boot.files],
         "targets": [boot_image, built_marker(boot_image)] + (
@@ -246,7 +247,7 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
             "doc": f"{archive.key} as an ext4 partition",
             "actions": [cached_action(options.cache, f"ib_partition:{name}", part,
                                       config.root_dir, [str(part.archive)], [image],
-                                      ("e2fsprogs",), (landed_partition, (image, False)),
+                                      ("e2fsprogs",), (landed_partition, (image, None)),
                                       write_rootfs_partition, part, image)],
             "file_dep": [str(part.archive)],
             "targets": [image, built_marker(image)],
