@@ -47,6 +47,9 @@ def _add_common_tail(parser: argparse.ArgumentParser) -> None:
                         help="show each task: why it ran, or that it was up to date")
     parser.add_argument("--watch", action="store_true",
                         help="after building, rebuild whenever the config or an input changes")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document on stdout: outputs, layout, partitions, "
+                             "tasks (other text goes to stderr)")
     parser.add_argument("doit_args", nargs="*", metavar="DOIT-ARGS",
                         help="after --: a doit command on the same graph (list, info TASK, ...)")
 

@@ -22,14 +22,17 @@ if TYPE_CHECKING:
 
 
 def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputGuard) -> int:
+    from ibtasks.cli.json_result import build_result, check_json_flags, render_result
     from ibtasks.plan.boot_script import render_final_message
     from ibtasks.plan.layout import render_memory_map
     from ibtasks.plan.outputs import boot_outputs, check_output_clashes, inputs, outputs
     from ibtasks.tasks.boot import boot_tasks
     from ibtasks.tasks.build_dirs import anchored, source_date_epoch, work_dir
     from ibtasks.tasks.chain import BY_SCRIPT_GEN, script_flags, write_generated
+    from ibtasks.tasks.run_log import RunLog
     from ibtasks.tasks.runner import run_graph
 
+    text_to_stderr = check_json_flags(args.json, args.doit_args)
     config = config_from_args(args, guard)
     cache = cache_from_args(args)
     check_output_clashes(boot_outputs(config, args.output_name),
@@ -40,9 +43,10 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     # doit runs in the output directory, on paths relative to it: its record stays valid when
     # the tree is copied elsewhere.
     tasks_config = anchored(config, config.output_dir)
+    run_log = RunLog() if args.json else None
     code = run_guarded(guard, outputs(config), argv,
                        lambda: run_graph(lambda: boot_tasks(tasks_config, epoch, cache), work, argv,
-                                         args.verbose, cwd=config.output_dir))
+                                         args.verbose, cwd=config.output_dir, run_log=run_log))
     if argv[0] != "run" or code != 0:
         return code
     write_generated(config, outputs(config), script_flags(args), BY_SCRIPT_GEN,
@@ -56,7 +60,12 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
             out.write(f"Skipping DomU[{domu.index}]: cannot handle non-ramdisk rootfs "
                       "for dom0less VMs.\n")
     out.write(render_final_message(config, layout))
-    sys.stdout.write(out.getvalue())
+    # With --json (or doit's --reporter after --) stdout carries JSON only.
+    (sys.stderr if text_to_stderr else sys.stdout).write(out.getvalue())
+    if run_log is not None:
+        sys.stdout.write(render_result(build_result("uboot-script-gen", outputs(config),
+                                                    layout, run_log)))
+        return 0
     if stamp is not None and not config.warnings and not layout.warnings:
         checks = (work / "check").iterdir() if (work / "check").is_dir() else iter(())
         files = [args.config, *(str(p) for p in outputs(config)), str(work / "layout.json"),
