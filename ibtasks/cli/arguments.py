@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     script.add_argument("--output-dir", metavar="DIR",
                         help="write outputs here instead of the -d directory")
     script.add_argument("--memory-map", action="store_true",
-                        help="print the memory layout as a table after building")
+                        help="print the memory map after building: loads, reserved memory, "
+                             "gaps, what moved, RAM banks")
+    script.add_argument("--memory-map-svg", metavar="FILE",
+                        help="draw the memory map as an SVG picture in FILE")
     script.add_argument("-p", dest="prepend_path", default="", metavar="PREPEND_PATH",
                         help="prefix every path the script loads (and the script's own path)")
     script.add_argument("-s", dest="calc", action="store_true",

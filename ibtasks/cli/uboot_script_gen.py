@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ibtasks.cli.arguments import config_from_args, print_warnings
 from ibtasks.cli.cache_flags import cache_from_args
 from ibtasks.cli.fast_path import write_stamp
+from ibtasks.cli.folders import check_writable
 from ibtasks.cli.guarded import run_guarded
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputGuard) -> int:
     from ibtasks.cli.json_result import build_result, check_json_flags, render_result
     from ibtasks.plan.boot_script import render_final_message
-    from ibtasks.plan.layout import render_memory_map
+    from ibtasks.plan.memory_map import render_memory_map
     from ibtasks.plan.outputs import boot_outputs, check_output_clashes, inputs, outputs
     from ibtasks.tasks.boot import boot_tasks
     from ibtasks.tasks.build_dirs import anchored, source_date_epoch, work_dir
@@ -33,6 +34,9 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     from ibtasks.tasks.runner import run_graph
 
     text_to_stderr = check_json_flags(args.json, args.doit_args)
+    if args.memory_map_svg:  # before anything is built: a failed build leaves no output
+        svg = Path(args.memory_map_svg)
+        check_writable(svg.parent if str(svg.parent) else Path("."), f"--memory-map-svg {svg}: ")
     config = config_from_args(args, guard)
     cache = cache_from_args(args)
     check_output_clashes(boot_outputs(config, args.output_name),
@@ -53,8 +57,11 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
                     guard.recorded_sha256)
     layout = print_layout_warnings(work)
     out = io.StringIO()
+    reserved = read_reserved(work)
     if args.memory_map:
-        out.write(render_memory_map(layout))
+        out.write(render_memory_map(layout, reserved, config.uboot_script))
+    if args.memory_map_svg:
+        write_memory_map_svg(Path(args.memory_map_svg), layout, reserved, config.uboot_script)
     for domu in config.domus:
         if domu.rootfs is not None and not domu.noboot:
             out.write(f"Skipping DomU[{domu.index}]: cannot handle non-ramdisk rootfs "
@@ -81,6 +88,30 @@ def read_inputs(config: Config) -> list[Binary]:
     """The inputs a build reads: with -s only APPEND_EXTRA_CMDS, the binaries need not exist."""
     extra = [config.boot.append_extra_cmds] if config.boot.append_extra_cmds else []
     return extra + ([] if config.boot.calc else config.binaries())
+
+
+def read_reserved(work: Path) -> list[tuple[int, int]]:
+    """The DTB's reserved regions (address, size in bytes) its check recorded; none with -s."""
+    import json
+
+    record = work / "check" / "DEVICE_TREE.json"
+    if not record.is_file():
+        return []
+    return [(int(a), int(n)) for a, n in json.loads(record.read_text()).get("reserved", [])]
+
+
+def write_memory_map_svg(path: Path, layout: Layout, reserved: list[tuple[int, int]],
+                         script_name: str) -> None:
+    """`--memory-map-svg FILE`: the picture, written atomically (fsutil.write_atomic); a file
+    that cannot be written is a UserError naming the flag."""
+    from ibtasks.errors import UserError
+    from ibtasks.fsutil import write_atomic
+    from ibtasks.plan.memory_map import render_memory_map_svg
+
+    try:
+        write_atomic(path, render_memory_map_svg(layout, reserved, script_name).encode())
+    except UserError as exc:
+        raise UserError(exc.message, "--memory-map-svg") from exc
 
 
 def print_layout_warnings(work: Path) -> Layout:
