@@ -142,3 +142,11 @@ def test_an_svg_path_that_cannot_be_written_is_one_line(seed_inputs: Path) -> No
     assert result.stderr == ("ibtasks: error: --memory-map-svg config/map.svg: config: is not "
                              "a directory\n")
     assert not (seed_inputs / "boot.scr").exists()  # checked before anything was built
+
+
+def test_an_unchanged_rebuild_draws_a_deleted_svg_again(seed_inputs: Path) -> None:
+    assert build(seed_inputs, "--memory-map-svg", "map.svg").returncode == 0
+    (seed_inputs / "map.svg").unlink()
+    result = build(seed_inputs, "--memory-map-svg", "map.svg")  # no replay of the last run
+    assert result.returncode == 0, result.stderr
+    assert ET.parse(seed_inputs / "map.svg").getroot().tag == f"{SVG}svg"
