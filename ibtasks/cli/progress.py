@@ -140,9 +140,8 @@ class DiskProgress(RunListener):
 def _live_progress(stream: TextIO) -> Any:
     """rich's Progress on `stream`: spinner, description, bytes written so far, elapsed time."""
     from rich.console import Console
-    from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn
+    from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Task as RichTask
-    from rich.progress import TimeElapsedColumn
     from rich.text import Text
 
     class WrittenColumn(ProgressColumn):  # type: ignore[misc]
