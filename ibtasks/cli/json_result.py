@@ -7,7 +7,6 @@ the command line named them. The README shows an example; `FORMAT` names this la
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from ibtasks.errors import UserError
 from ibtasks.formats.gpt import read_gpt
 from ibtasks.formats.mbr import read_mbr
+from ibtasks.fsutil import file_sha256
 from ibtasks.plan.layout import SLOT, Layout
 from ibtasks.tasks.run_log import RunLog
 
@@ -25,11 +25,7 @@ SECTOR = 512
 
 def describe_output(path: Path) -> dict[str, Any]:
     """`{"path", "size", "sha256"}` of a file we wrote (size in bytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return {"path": str(path), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": str(path), "size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def describe_layout(layout: Layout) -> dict[str, Any]:
