@@ -47,6 +47,9 @@ def _add_common_tail(parser: argparse.ArgumentParser) -> None:
                         help="show each task: why it ran, or that it was up to date")
     parser.add_argument("--watch", action="store_true",
                         help="after building, rebuild whenever the config or an input changes")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document on stdout: outputs, layout, partitions, "
+                             "tasks (other text goes to stderr)")
     parser.add_argument("doit_args", nargs="*", metavar="DOIT-ARGS",
                         help="after --: a doit command on the same graph (list, info TASK, ...)")
 
@@ -74,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     script.add_argument("--output-dir", metavar="DIR",
                         help="write outputs here instead of the -d directory")
     script.add_argument("--memory-map", action="store_true",
-                        help="print the memory layout as a table after building")
+                        help="print the memory map after building: loads, reserved memory, "
+                             "gaps, what moved, RAM banks")
+    script.add_argument("--memory-map-svg", metavar="FILE",
+                        help="draw the memory map as an SVG picture in FILE")
     script.add_argument("-p", dest="prepend_path", default="", metavar="PREPEND_PATH",
                         help="prefix every path the script loads (and the script's own path)")
     script.add_argument("-s", dest="calc", action="store_true",

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     from dataclasses import replace
 
+    from ibtasks.cli.json_result import build_result, check_json_flags, render_result
+    from ibtasks.cli.progress import DiskProgress
     from ibtasks.config.build import check_strict
     from ibtasks.config.model import Options
     from ibtasks.plan.disk_contents import check_disk_config
@@ -30,8 +32,10 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     from ibtasks.tasks.build_dirs import anchored, anchored_path, source_date_epoch, work_dir
     from ibtasks.tasks.chain import plan_boot_script, script_flags, write_generated
     from ibtasks.tasks.disk import DiskOptions, all_tasks, disk_outputs
+    from ibtasks.tasks.run_log import RunLog
     from ibtasks.tasks.runner import run_graph
 
+    text_to_stderr = check_json_flags(args.json, args.doit_args)
     config = config_from_args(args, guard)
     if args.slack < 0:
         raise UserError(f"-s {args.slack}: the slack must be 0 MiB or more")
@@ -76,12 +80,24 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
         # records there are kept from their files like any output.
         guarded += [anchor / target for task in tasks if task.get("basename") == "ib_partition"
                     for target in task["targets"]]
-    code = run_guarded(guard, guarded, argv,
-                       lambda: run_graph(lambda: tasks, work_dir(config), argv, args.verbose,
-                                         cwd=anchor))
+    # Progress and the summary on stdout, unless it carries JSON (cli.progress).
+    progress = DiskProgress(sys.stderr if text_to_stderr else sys.stdout, anchor)
+    run_log = RunLog(progress) if argv[0] == "run" else None
+    try:
+        code = run_guarded(guard, guarded, argv,
+                           lambda: run_graph(lambda: tasks, work_dir(config), argv, args.verbose,
+                                             cwd=anchor, run_log=run_log))
+    finally:
+        progress.close()
     if argv[0] == "run" and code == 0:
         if plan.config is not None:
             write_generated(plan.config, generated, plan.flags, plan.by, guard.recorded_sha256)
+        layout = None
         if (work_dir(config) / "layout.json").exists():  # none when the script is the user's
-            print_layout_warnings(work_dir(config))
+            layout = print_layout_warnings(work_dir(config))
+        result = build_result("disk-image", [*generated, *disk_outputs(options)], layout,
+                              run_log or RunLog(), image)
+        progress.summary(run_log or RunLog(), result["disk"], image)
+        if args.json:
+            sys.stdout.write(render_result(result))
     return code

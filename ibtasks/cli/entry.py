@@ -9,14 +9,15 @@ import sys
 
 from ibtasks.cli.fast_path import replay_if_unchanged, stamp_for
 
-# Flags that report on the build (each task and why, a JSON result): the replay cannot.
-REPORT_FLAGS = ("-v", "--verbose", "--json")
+# Flags that report on the build (each task and why, a JSON result) or write a file of their
+# own (the memory map's picture): the replay cannot.
+REPORT_FLAGS = ("-v", "--verbose", "--json", "--memory-map-svg")
 
 
 def reports_on_build(argv: list[str]) -> bool:
     """Whether `argv` (before any `--`) asks for a report of the tasks, which needs doit."""
     ours = argv[:argv.index("--")] if "--" in argv else argv
-    return any(word in REPORT_FLAGS for word in ours)
+    return any(word.split("=", 1)[0] in REPORT_FLAGS for word in ours)
 
 
 def main() -> int:

@@ -121,19 +121,3 @@ def plan_layout(memory_start: int, memory_end: int, modules: Sequence[Module],
             "MEMORY_END",
         )
     return Layout(memory_start, memory_end, slot, tuple(regions), address)
-
-
-def render_memory_map(layout: Layout) -> str:
-    """A table of the plan for humans (`ibtasks uboot-script-gen --memory-map`)."""
-    rows = [("boot script", "", layout.script_slot, SLOT)]
-    rows += [(r.key, r.path, r.address, r.size) for r in layout.regions]
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{'start':>18}  {'end':>18}  {'size':>12}  {'key':<{width}}  file"]
-    for key, path, address, size in rows:
-        lines.append(f"{address:#18x}  {address + size:#18x}  {size:>12}  {key:<{width}}  {path}")
-    free = layout.memory_end - layout.end
-    lines.append(f"{layout.end:#18x}  {layout.memory_end:#18x}  {free:>12}  {'(free)':<{width}}")
-    for address, size in layout.banks:
-        lines.append(f"{address:#18x}  {address + size:#18x}  {size:>12}  "
-                     f"{'(RAM: /memory)':<{width}}")
-    return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from doit.reporter import ConsoleReporter
 
 from ibtasks.errors import UserError, error_line
 from ibtasks.tasks.digest_cache import make_checker
+from ibtasks.tasks.run_log import RunLog
 from ibtasks.tasks.state_backend import BACKEND_NAME, PLUGIN_LOCATION
 from ibtasks.tasks.step import OurUserError
 from ibtasks.tasks.why import run_reasons
@@ -32,18 +33,29 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
 
     desc = "ibtasks: silent, one line per error"
     verbose = False
+    run_log: RunLog | None = None  # set on a class made for one run (`reporter_for`)
 
     def execute_task(self, task: Any) -> None:
         """With -v, name the task about to run and why (tasks.why; a group task without
-        actions is not named)."""
-        if self.verbose and task.actions:
-            why = "; ".join(run_reasons(task))
-            sys.stderr.write(f"ibtasks: running {task.title()}: {why}\n")
+        actions is not named); tell the run's log."""
+        if not task.actions or not (self.verbose or self.run_log is not None):
+            return
+        reasons = run_reasons(task)
+        if self.verbose:
+            sys.stderr.write(f"ibtasks: running {task.title()}: {'; '.join(reasons)}\n")
+        if self.run_log is not None:
+            self.run_log.started(task, reasons)
+
+    def add_success(self, task: Any) -> None:
+        if self.run_log is not None and task.actions:
+            self.run_log.finished(task, failed=False)
 
     def skip_uptodate(self, task: Any) -> None:
         """An up-to-date task prints nothing; with -v one line (not for group tasks)."""
         if self.verbose and task.actions:
             sys.stderr.write(f"ibtasks: up to date {task.title()}\n")
+        if self.run_log is not None and task.actions:
+            self.run_log.up_to_date(task)
 
     def add_failure(self, task: Any, fail: Any) -> None:
         """Our user error (`OurUserError`, from run_step) as one `ibtasks: error:` line; a
@@ -87,6 +99,14 @@ class IbtasksMain(DoitMain):  # type: ignore[misc]
             sys.argv[:1] = saved
 
 
+def reporter_for(verbose: bool, run_log: RunLog | None) -> type[OneLineReporter]:
+    """Our reporter class (`-v` or not); with `run_log`, a class of its own that feeds it."""
+    base = VerboseReporter if verbose else OneLineReporter
+    if run_log is None:
+        return base
+    return type(base.__name__, (base,), {"run_log": run_log})
+
+
 def _backend_registered() -> bool:
     """Whether a plain `doit` run sees our backend (ibtasks installed with its entry points)."""
     from importlib.metadata import entry_points
@@ -94,14 +114,15 @@ def _backend_registered() -> bool:
     return any(e.name == BACKEND_NAME for e in entry_points(group="doit.BACKEND"))
 
 
-def doit_config(work: Path, verbose: bool = False, *, registered: bool | None = None
-                ) -> dict[str, Any]:
+def doit_config(work: Path, verbose: bool = False, *, registered: bool | None = None,
+                run_log: RunLog | None = None) -> dict[str, Any]:
     """DOIT_CONFIG for our graph: a portable JSON dep file written atomically (tasks.state_backend)
     and the digest-caching checker.
 
     An embedding dodo.py can use it too: `DOIT_CONFIG = doit_config(Path('build/.ibtasks'))`;
     where ibtasks runs from a checkout without its entry points, doit's plain `json` backend is
-    used. `registered` says the caller registers the backend itself (run_graph).
+    used. `registered` says the caller registers the backend itself (run_graph); `run_log`
+    records what the run did (tasks.run_log).
     """
     work.mkdir(parents=True, exist_ok=True)
     if registered is None:
@@ -110,7 +131,7 @@ def doit_config(work: Path, verbose: bool = False, *, registered: bool | None = 
         "dep_file": str(work / "doit-deps.json"),
         "backend": BACKEND_NAME if registered else "json",
         "check_file_uptodate": make_checker(str(work / "digests.json")),
-        "reporter": VerboseReporter if verbose else OneLineReporter,
+        "reporter": reporter_for(verbose, run_log),
         "verbosity": 0,
     }
 
@@ -132,13 +153,13 @@ def dump_state(dep_file: Path) -> int:
 
 def run_graph(tasks: Callable[[], Iterable[dict[str, Any]]], work: Path,
               argv: Sequence[str] = ("run",), verbose: bool = False,
-              cwd: Path | None = None) -> int:
+              cwd: Path | None = None, run_log: RunLog | None = None) -> int:
     """Run doit with `argv` (default: build everything) on the tasks; return doit's exit code.
 
     With `cwd`, doit runs in that directory (the tasks' relative paths are relative to it; see
     `build_dirs.anchored`), so its record does not depend on where the tree lies.
     """
-    config = doit_config(work.absolute(), verbose, registered=True)
+    config = doit_config(work.absolute(), verbose, registered=True, run_log=run_log)
     if list(argv[:1]) == ["dumpdb"]:
         return dump_state(Path(config["dep_file"]))
 

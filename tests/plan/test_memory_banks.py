@@ -195,17 +195,21 @@ def test_with_s_nothing_is_checked_against_the_dtb(seed_inputs: Path) -> None:
 def test_memory_map_prints_the_plan_and_the_ram_banks(seed_inputs: Path) -> None:
     result = run(seed_inputs, "0x40000000", "0x41200000", "mpsoc.dtb", "--memory-map")
     assert result.returncode == 0, result.stderr
-    table = result.stdout.splitlines()[:7]
+    table = result.stdout.splitlines()[:8]
     assert [line.split() for line in table] == [
-        ["start", "end", "size", "key", "file"],
-        ["0x40200000", "0x40400000", "2097152", "boot", "script"],
-        ["0x40400000", "0x406dc6c0", "3000000", "XEN", "xen"],
-        ["0x40800000", "0x40cc4b40", "5000000", "DOM0_KERNEL", "Image-dom0"],
-        ["0x40e00000", "0x40e001ca", "458", "DEVICE_TREE", "mpsoc.dtb"],
-        ["0x41000000", "0x41200000", "2097152", "(free)"],
-        ["0x0", "0xc0000000", "3221225472", "(RAM:", "/memory)"],
+        ["Memory", "map:", "MEMORY_START", "0x40000000", "to", "MEMORY_END", "0x41200000",
+         "(18", "MiB)"],
+        ["0x40200000-0x40400000", "0x00200000", "(2", "MiB)", "boot", "script", "boot.scr"],
+        ["0x40400000-0x406DC6C0", "0x002DC6C0", "(2.86", "MiB)", "XEN", "xen"],
+        ["0x406DC6C0-0x40800000", "0x00123940", "(1.13", "MiB)", "(gap)"],
+        ["0x40800000-0x40CC4B40", "0x004C4B40", "(4.76", "MiB)", "DOM0_KERNEL", "Image-dom0"],
+        ["0x40CC4B40-0x40E00000", "0x0013B4C0", "(1.23", "MiB)", "(gap)"],
+        ["0x40E00000-0x40E001CA", "0x000001CA", "(458", "bytes)", "DEVICE_TREE", "mpsoc.dtb"],
+        ["0x40E001CA-0x41200000", "0x003FFE36", "(3.99", "MiB)", "(free", "to", "MEMORY_END)"],
     ]
-    assert result.stdout.splitlines()[7].startswith("Generated uboot script boot.scr")
+    assert result.stdout.splitlines()[8] == ("RAM: 0x00000000-0xC0000000 (3 GiB) "
+                                             "(/memory of the DTB)")
+    assert result.stdout.splitlines()[9].startswith("Generated uboot script boot.scr")
 
 
 def test_layout_json_of_an_older_ibtasks_reads_without_banks() -> None:

@@ -1,0 +1,156 @@
+"""disk-image's progress: each disk step (each partition with the archive it reads, the disk
+assembly, the block map) as it runs, and a summary at the end (the partitions as the image's
+table has them, sizes, what was rebuilt, the time).
+
+On a terminal the steps are live (rich): a spinner, the time so far and the bytes the step
+has written (its target or the `.<target>.ibtmp-*` temporary beside it, polled on each
+refresh). Otherwise, as in CI logs, one plain line when a step starts and one when it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from ibtasks.fsutil import temp_prefix
+from ibtasks.plan.memory_map import human_size
+from ibtasks.tasks.run_log import RunListener, RunLog, TaskRecord
+
+DISK_STEPS = ("ib_partition", "ib_disk", "ib_bmap")
+
+
+def is_disk_step(name: str) -> bool:
+    """Whether doit task `name` is one of the disk's long steps (`ib_partition:dom0`, ...)."""
+    return name.split(":", 1)[0] in DISK_STEPS
+
+
+def bytes_written(target: Path) -> int:
+    """What a step has written to `target` so far: the largest of the target and its
+    temporaries (fsutil.temp_prefix), 0 when there is none yet (bytes)."""
+    sizes = [0]
+    folder = target.parent
+    try:
+        names = os.listdir(folder if str(folder) else ".")
+    except OSError:
+        return 0
+    prefix = temp_prefix(target)
+    for name in names:
+        if name == target.name or name.startswith(prefix):
+            try:
+                sizes.append(os.stat(folder / name).st_blocks * 512)
+            except OSError:
+                pass
+    return max(sizes)
+
+
+def _describe_start(task: Any, anchor: Path) -> str:
+    """`ib_partition:dom0: reading rootfs.tar.gz (12.50 MiB) into .ibtasks/dom0.ext4`."""
+    rootfs = task.name.startswith("ib_partition:") and task.name != "ib_partition:boot"
+    archives = [Path(d) for d in task.file_dep if rootfs
+                and any(s in Path(d).name for s in (".tar", ".cpio", ".tgz"))]
+    targets = ", ".join(str(t) for t in _outputs(task.targets))
+    read = ", ".join(f"{a} ({human_size(_size(anchor / a))})" for a in sorted(archives))
+    return f"{task.name}: " + (f"reading {read} into {targets}" if read else f"writing {targets}")
+
+
+def _outputs(targets: list[Any]) -> list[str]:
+    """A step's images, without the small records beside them (`.json`, `.built`)."""
+    return [str(t) for t in targets if not str(t).endswith((".json", ".built"))]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+class DiskProgress(RunListener):
+    """A RunListener for disk-image writing to `stream`: live on a terminal, else one line
+    per step start and end. `anchor` is the folder doit runs in (task paths are relative to
+    it). Call `close` after the run, then `summary`."""
+
+    def __init__(self, stream: TextIO, anchor: Path, live: bool | None = None) -> None:
+        self.stream = stream
+        self.anchor = anchor
+        self.live = stream.isatty() if live is None else live
+        self.started = time.monotonic()
+        self._progress: Any = None
+        self._ids: dict[str, Any] = {}
+
+    def _targets(self, task: Any) -> list[Path]:
+        return [self.anchor / t for t in _outputs(task.targets)]
+
+    def step_started(self, task: Any, record: TaskRecord) -> None:
+        if not is_disk_step(task.name):
+            return
+        text = _describe_start(task, self.anchor)
+        if not self.live:
+            self.stream.write(f"ibtasks: {text}\n")
+            self.stream.flush()
+            return
+        if self._progress is None:
+            self._progress = _live_progress(self.stream)
+            self._progress.start()
+        self._ids[task.name] = self._progress.add_task(text, total=None,
+                                                       targets=self._targets(task))
+
+    def step_finished(self, task: Any, record: TaskRecord) -> None:
+        if not is_disk_step(task.name):
+            return
+        written = sum(_size(t) for t in self._targets(task))
+        done = "failed" if record.status == "failed" else "done"
+        line = (f"{task.name}: {done}, {human_size(written)} in "
+                f"{record.seconds or 0:.1f} s")
+        if self.live and task.name in self._ids:
+            self._progress.update(self._ids.pop(task.name), description=line, total=1,
+                                  completed=1)
+            return
+        self.stream.write(f"ibtasks: {line}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Stop the live display (nothing to do in plain mode)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def summary(self, run_log: RunLog, disk: dict[str, Any] | None, image: Path) -> None:
+        """The closing lines: the image, its size and table; each partition's number, name,
+        start and size; the tasks rebuilt; the time since this object was made."""
+        lines = []
+        if disk is not None:
+            size = _size(image)
+            lines.append(f"{image}: {human_size(size)} ({size} bytes), {disk['label']}, "
+                         f"{len(disk['partitions'])} partitions")
+            for part in disk["partitions"]:
+                name = f" {part['name']}" if part["name"] else ""
+                lines.append(f"  partition {part['number']}{name} (type {part['type']}): at "
+                             f"{part['start_bytes']:#x}, {human_size(part['size_bytes'])}")
+        rebuilt = run_log.names("ran")
+        lines.append(f"rebuilt: {', '.join(rebuilt)}" if rebuilt else "rebuilt: nothing, "
+                     "every task was up to date")
+        lines.append(f"done in {time.monotonic() - self.started:.1f} s")
+        self.stream.write("".join(f"ibtasks: {line}\n" for line in lines))
+        self.stream.flush()
+
+
+def _live_progress(stream: TextIO) -> Any:
+    """rich's Progress on `stream`: spinner, description, bytes written so far, elapsed time."""
+    from rich.console import Console
+    from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Task as RichTask
+    from rich.text import Text
+
+    class WrittenColumn(ProgressColumn):  # type: ignore[misc]
+        """The bytes the step has written so far (polled at each refresh)."""
+
+        def render(self, task: RichTask) -> Text:
+            written = sum(bytes_written(t) for t in task.fields.get("targets", []))
+            return Text(human_size(written) if written else "")
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), WrittenColumn(),
+                    TimeElapsedColumn(), console=Console(file=stream), transient=False,
+                    refresh_per_second=4)
