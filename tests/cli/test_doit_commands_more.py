@@ -3,11 +3,8 @@ does its work (forget without a name, list, info, strace, tabcompletion, auto)."
 
 from __future__ import annotations
 
-import queue
 import shutil
 import subprocess
-import sys
-import threading
 from pathlib import Path
 
 from tests.chaintools import ran
@@ -75,28 +72,20 @@ def test_tabcompletion_is_written_for_the_ibtasks_command(seed_inputs: Path) -> 
     assert checked.returncode == 0, checked.stderr
 
 
-class AutoWatcher(Watcher):
-    """`ibtasks ... -- auto` in the background (Watcher adds --watch, this does not)."""
-
-    def __init__(self, cwd: Path, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "ibtasks", *args], cwd=cwd,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-
 def test_auto_rebuilds_when_an_input_changes_and_stops_on_ctrl_c(seed_inputs: Path) -> None:
     shutil.copy(GOLDENS / "readme-tftp" / "config", seed_inputs / "config")
-    watch = AutoWatcher(seed_inputs, *SCRIPT, "--", "auto")
-    first = watch.until_watching()
-    assert "ibtasks: running ib_boot_scr: first run (no record)" in first
-    kernel = seed_inputs / "Image-dom0"
-    kernel.write_bytes(kernel.read_bytes() + bytes(4 * 1024 * 1024))
-    changed, reran = watch.rerun()
-    assert changed == "ibtasks: changed: Image-dom0"
-    assert {"ib_check:DOM0_KERNEL", "ib_layout", "ib_boot_scr"} <= reran
-    assert watch.stop() == 130
+    watch = Watcher(seed_inputs, *SCRIPT, "--", "auto", flag=())
+    try:
+        first = watch.until_watching()
+        assert "ibtasks: running ib_boot_scr: first run (no record)" in first
+        kernel = seed_inputs / "Image-dom0"
+        kernel.write_bytes(kernel.read_bytes() + bytes(4 * 1024 * 1024))
+        changed, reran = watch.rerun()
+        assert changed == "ibtasks: changed: Image-dom0"
+        assert {"ib_check:DOM0_KERNEL", "ib_layout", "ib_boot_scr"} <= reran
+        assert watch.stop() == 130
+    finally:
+        watch.kill()
 
 
 def test_auto_with_task_names_is_one_error_line(seed_inputs: Path) -> None:

@@ -24,28 +24,41 @@ WATCHING = "ibtasks: watching "
 class Watcher:
     """`ibtasks ... --watch` running in the background, its stderr read line by line."""
 
-    def __init__(self, cwd: Path, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "ibtasks", *args, "--watch"],
+    def __init__(self, cwd: Path, *args: str, flag: tuple[str, ...] = ("--watch",)) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "ibtasks", *args, *flag],
                                      cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
+        self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)  # the watcher ended
 
-    def until_watching(self, timeout: float = 60) -> list[str]:
-        """The lines printed up to the next `watching` line."""
-        seen = []
+    def until_watching(self, timeout: float = 120) -> list[str]:
+        """The lines printed up to the next `watching` line; fails with what the watcher said
+        when it ends or stays silent for `timeout` seconds."""
+        seen: list[str] = []
         while True:
-            line = self.lines.get(timeout=timeout)
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"no `watching` line within {timeout} s; the watcher said: {seen}")
+            if line is None:
+                pytest.fail(f"the watcher ended ({self.proc.wait()}); it said: {seen}")
             if line.startswith(WATCHING):
                 return seen
             seen.append(line)
 
-    def rerun(self, timeout: float = 60) -> tuple[str, set[str]]:
+    def kill(self) -> None:
+        """End the watcher whatever state it is in (a failed test must not leave it running)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def rerun(self, timeout: float = 120) -> tuple[str, set[str]]:
         """After a change: the `changed:` line and the tasks the rebuild ran."""
         lines = self.until_watching(timeout)
         changed = next(line for line in lines if line.startswith("ibtasks: changed: "))
@@ -68,10 +81,13 @@ class Watcher:
 def watcher(seed_inputs: Path) -> Iterator[Watcher]:
     (seed_inputs / "config").write_text((GOLDENS / "readme-tftp" / "config").read_text())
     watch = Watcher(seed_inputs, "uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp")
-    first = watch.until_watching()
-    assert "ibtasks: running ib_boot_scr: first run (no record)" in first
-    yield watch
-    assert watch.stop() == 130
+    try:
+        first = watch.until_watching()
+        assert "ibtasks: running ib_boot_scr: first run (no record)" in first
+        yield watch
+        assert watch.stop() == 130
+    finally:
+        watch.kill()
 
 
 def test_a_changed_kernel_reruns_exactly_its_check_and_what_follows(

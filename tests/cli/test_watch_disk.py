@@ -21,11 +21,14 @@ DISK_WATCH = ("disk-image", "-c", "config", "-d", ".", "-t", "scsi", "-o", "disk
 @pytest.fixture
 def disk_watcher(disk_inputs: Path) -> Iterator[Watcher]:  # noqa: F811
     watch = Watcher(disk_inputs, *DISK_WATCH)
-    first = watch.until_watching(timeout=180)
-    assert "ibtasks: running ib_disk: first run (no record)" in first
-    assert "ibtasks: running ib_bmap: first run (no record)" in first
-    yield watch
-    assert watch.stop() == 130
+    try:
+        first = watch.until_watching(timeout=180)
+        assert "ibtasks: running ib_disk: first run (no record)" in first
+        assert "ibtasks: running ib_bmap: first run (no record)" in first
+        yield watch
+        assert watch.stop() == 130
+    finally:
+        watch.kill()
 
 
 def flashed(inputs: Path, out: Path) -> bytes:
