@@ -272,7 +272,8 @@ def test_a_run_block_without_a_promise_or_with_a_skip_without_reason_is_reported
 
 
 def test_blocks_run_in_order_in_the_folder_the_last_one_left(tmp_path: Path) -> None:
-    markdown = ("<!-- readme-test: creates sub/made -->\n```sh\nmkdir sub\ncd sub\ntouch made\n```\n"
+    markdown = ("<!-- readme-test: creates sub/made -->\n"
+                "```sh\nmkdir sub\ncd sub\ntouch made\n```\n"
                 "<!-- readme-test: file notes.py -->\n```python\nprint('from a file')\n```\n"
                 '<!-- readme-test: prints "from a file" -->\n```sh\npython3 notes.py\n```\n')
     outcomes = run_blocks(read_blocks(markdown), tmp_path, user_environment())
@@ -289,5 +290,6 @@ def test_a_failing_block_or_a_broken_promise_is_reported_and_stops_the_rest(
     assert outcomes[3].problems == ["README.md:3: did not create out",
                                     "README.md:3: did not print 'hello'"]
     assert outcomes[7].problems == ["README.md:7: not run, README.md:3 failed before it"]
-    alone = run_blocks(read_blocks(markdown.split("```\n", 2)[2]), tmp_path, user_environment())
-    assert alone[2].problems == ["README.md:2: exit status 1"]
+    alone = run_blocks(read_blocks('<!-- readme-test: prints "x" -->\n```sh\nfalse\necho x\n```\n'),
+                       tmp_path, user_environment())
+    assert alone[2].problems == ["README.md:2: exit status 1", "README.md:2: did not print 'x'"]
