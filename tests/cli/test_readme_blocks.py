@@ -15,6 +15,7 @@ Blocks that show output or configs use another fence language (`text`, `json`, `
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -24,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_ibtasks
+from tests.inputs import write_inputs
 
 RUN_LANGUAGES = frozenset({"sh", "bash", "shell", "console", "python"})
 SHOWN_LANGUAGES = frozenset({"text", "json", "yaml"})
@@ -82,7 +84,7 @@ def read_blocks(markdown: str) -> list[Block]:
         if not opening:
             index += 1
             continue
-        directives = []
+        directives: list[str] = []
         above = index - 1
         while above >= 0 and (directive := DIRECTIVE.match(lines[above])):
             directives.insert(0, directive["body"].strip())
@@ -293,3 +295,30 @@ def test_a_failing_block_or_a_broken_promise_is_reported_and_stops_the_rest(
     alone = run_blocks(read_blocks('<!-- readme-test: prints "x" -->\n```sh\nfalse\necho x\n```\n'),
                        tmp_path, user_environment())
     assert alone[2].problems == ["README.md:2: exit status 1", "README.md:2: did not print 'x'"]
+
+
+def test_the_readme_json_example_has_the_shape_of_a_real_disk_image_result(
+        tmp_path: Path) -> None:
+    example = json.loads(next(b for b in README_BLOCKS if b.language == "json").text)
+    write_inputs(tmp_path)
+    (tmp_path / "config").write_text(
+        "MEMORY_START=0x40000000\nMEMORY_END=0xC0000000\nDEVICE_TREE=mpsoc.dtb\nXEN=xen\n"
+        "DOM0_KERNEL=Image-dom0\nDOM0_RAMDISK=dom0-ramdisk.cpio\nNUM_DOMUS=1\n"
+        "DOMU_KERNEL[0]=zynqmp-dom1/Image-domU\nDOMU_ROOTFS[0]=rootfs-domU.tar.gz\n")
+    args = ("disk-image", "-c", "config", "-d", ".", "-t", "sd", "-o", "disk.img", "--json")
+    assert run_ibtasks(*args, cwd=tmp_path).returncode == 0
+    # A second build after a kernel change, so that some tasks run and some are up to date.
+    with (tmp_path / "Image-dom0").open("ab") as kernel:
+        kernel.write(b"+")
+    done = run_ibtasks(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    real = json.loads(done.stdout)
+
+    def shape(value: object) -> object:
+        if isinstance(value, dict):
+            return {key: shape(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return shape(value[0]) if value else []
+        return type(value).__name__
+
+    assert shape(example) == shape(real)
