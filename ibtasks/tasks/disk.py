@@ -6,7 +6,8 @@
     ib_disk               GPT (or DOS table) + partitions -> disk.img, updated in place, only
                           changed partitions
 
-No root: FAT via pyfatfs, ext4 via fakeroot + mkfs.ext4 -d, the GPT in Python.
+No root: FAT via pyfatfs, ext4 via `mke2fs -d archive` (formats.rootfs; fakeroot and an
+extracted tree with older e2fsprogs), the GPT in Python.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 from ibtasks.config.model import Config
 from ibtasks.config.reader import Binary
 from ibtasks.formats.disk_image import PartitionImage, assemble_disk, changes_path, read_changes
-from ibtasks.formats.ext4 import RootfsSpec, build_rootfs_image
+from ibtasks.formats.ext4 import RootfsSpec
+from ibtasks.formats.rootfs import build_rootfs_image
 from ibtasks.formats.fat import BootFile, derive_volume_id
 from ibtasks.formats.fat_update import manifest_path, write_fat_image
 from ibtasks.formats.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
@@ -154,7 +156,7 @@ def _ext4_spec(archive: Path, key: str, label: str, slack: int, epoch: int, iden
 
 
 def write_rootfs_partition(part: RootfsPartitionInput, out: str) -> None:
-    """One rootfs partition image `out`: ext4 from the archive, under fakeroot, no root."""
+    """One rootfs partition image `out`: ext4 from the archive, no root (formats.rootfs)."""
     build_rootfs_image(_ext4_spec(part.archive, part.key, part.label, part.slack_mib,
                                   part.epoch, part.identity, dict(part.extra)), Path(out))
     _mark_built(out)

@@ -59,7 +59,8 @@ BUILD = r"""
 import json, sys
 from pathlib import Path
 from ibtasks.errors import UserError
-from ibtasks.formats.ext4 import RootfsSpec, build_rootfs_image
+from ibtasks.formats.ext4 import RootfsSpec
+from ibtasks.formats.rootfs import build_rootfs_image
 a = json.loads(sys.argv[1])
 spec = RootfsSpec(archive=Path(a["archive"]), key=a["key"], label=a["label"],
                   slack_mib=a["slack_mib"], epoch=a["epoch"], uuid=a["uuid"],
