@@ -137,6 +137,7 @@ def scan_archive(archive: Path, where: str, extra_files: dict[str, int]) -> Arch
     try:
         with open_archive(archive, where) as reader:
             for entry in reader:  # type: ignore[attr-defined]
+                # A failure reading the next header is in this member's data: keep its name.
                 entry_p = entry._entry_p
                 member = os.fsdecode(ffi.entry_pathname(entry_p) or b"")
                 mode = entry.mode
@@ -163,7 +164,6 @@ def scan_archive(archive: Path, where: str, extra_files: dict[str, int]) -> Arch
                 out_of_order |= bool(path) and path.rpartition("/")[0] not in directories
                 if mode & S_IFMT == S_IFDIR:
                     directories.add(path)
-                member = ""
     except ArchiveError as exc:
         raise archive_error(exc, archive, where, member) from exc
     scan = ArchiveScan(TreeUsage(0, 0), fmt, symlinks=symlinks)

@@ -28,7 +28,15 @@ from pathlib import Path
 from ibtasks.errors import UserError
 from ibtasks.fsutil import make_temp_dir_beside, remove_tree, temp_prefix
 from ibtasks.lifetime import die_with_parent_now, faked_session
-from ibtasks.tools import DEBUGFS, DUMPE2FS, MKFS_EXT4, fakeroot_pair, find_tool, run_tool
+from ibtasks.tools import (
+    DEBUGFS,
+    DUMPE2FS,
+    MKFS_EXT4,
+    fakeroot_pair,
+    find_tool,
+    mke2fs_version,
+    run_tool,
+)
 
 BLOCK = 4096
 MIB = 1 << 20
@@ -124,6 +132,11 @@ def _mkfs_argv(spec: RootfsSpec, inodes: int, image: Path, source: Path | None) 
     argv = [find_tool(MKFS_EXT4), "-q", "-F", "-b", str(BLOCK), "-t", "ext4"]
     argv += ["-T", "default", "-I", "256", "-N", str(inodes), "-L", spec.label, "-U", spec.uuid]
     argv += ["-E", f"hash_seed={spec.hash_seed},root_owner=0:0"]
+    # The same features whatever the host's mke2fs.conf says: e2fsprogs 1.47.1+ adds
+    # orphan_file (Linux 5.15+ mounts it read-write) and metadata_csum_seed, which older
+    # kernels and U-Boot's ext4 code may refuse, and which 1.47.0's builds never had.
+    argv += ["-O", "^metadata_csum_seed" + (",^orphan_file" if mke2fs_version() >= (1, 47)
+                                            else "")]
     if source is not None:
         argv += ["-d", str(source)]
     return [*argv, str(image)]

@@ -98,7 +98,13 @@ def _build_from_archive(spec: RootfsSpec, image: Path) -> int:
             source = work / "rootfs.tar"
             write_rewritten_tar(spec.archive, spec.key, scan, extra, spec.epoch, source)
         size, inodes = plan_filesystem(spec, scan.usage, work / "image")
-        make_filesystem(spec, inodes, work / "image", size, source.absolute())
+        try:
+            make_filesystem(spec, inodes, work / "image", size, source.absolute())
+        except UserError as exc:
+            if "No space left on device" in str(exc):
+                raise UserError(f"cannot write {image}: no space left on device",
+                                spec.key) from exc
+            raise
         os.replace(work / "image", image)
         return size
     except OSError as exc:
