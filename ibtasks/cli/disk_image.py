@@ -60,6 +60,12 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     except UserError:
         guard.remove_ours([*generated, *disk_outputs(options)])
         raise
+    if config.rootfs_archives():
+        from ibtasks.formats.rootfs import fallback_note
+
+        note = fallback_note()
+        if note:
+            sys.stderr.write(f"ibtasks: note: {note}\n")
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
     anchor = config.output_dir

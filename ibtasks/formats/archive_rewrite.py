@@ -8,6 +8,8 @@ entry by entry, data copied block by block; see `archive_scan` for when this is 
 - directories that come after their members, or have no entry, are written before the first
   member that needs them (mode 0755, root-owned, at the epoch; a later entry of the archive
   sets its own mode, owner and time, as mke2fs applies a directory entry to the existing one);
+- a tar hard link gets its file's mode, owner and time (mke2fs would apply the link's header,
+  which some writers fill differently, to the shared inode);
 - files the caller adds are appended as root-owned 0644 files at the epoch; a name the archive
   already has is replaced (its other hard-linked names keep the old content).
 Member paths are written normalised (see `archive.normalize_member`).
@@ -103,6 +105,7 @@ def write_rewritten_tar(archive: Path, where: str, scan: ArchiveScan,
     emitted: dict[tuple[int, int], str] = {}
     pending: dict[tuple[int, int], list[tuple[str, int]]] = {}
     buffer = ctypes.create_string_buffer(COPY_BUFFER)
+    owners: dict[str, tuple[int, int, int, int]] = {}  # path: mode, uid, gid, mtime as written
 
     def ensure_parents(path: str) -> None:
         chain = []
@@ -136,8 +139,15 @@ def write_rewritten_tar(archive: Path, where: str, scan: ArchiveScan,
                 ffi.entry_copy_pathname(entry_p, os.fsencode(path or "."))
                 if entry.islnk and scan.format == "tar":
                     target = normalize_member(os.fsdecode(ffi.entry_hardlink(entry_p) or b""))
+                    if target in owners:  # the file's own mode, owner and time, as tar keeps
+                        perm, uid, gid, mtime = owners[target]
+                        ffi.entry_set_perm(entry_p, perm)
+                        ffi.entry_set_uid(entry_p, uid)
+                        ffi.entry_set_gid(entry_p, gid)
+                        ffi.entry_set_mtime(entry_p, mtime, 0)
                     writer.link(entry_p, path, target or "")
                     continue
+                owners[path] = (mode & 0o7777, entry.uid, entry.gid, int(entry.mtime or 0))
                 size = entry.size or 0
                 if scan.format == "cpio" and kind == S_IFREG and nlink(entry_p) > 1:
                     key = (dev(entry_p), ino(entry_p))

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ibtasks.errors import UserError
 from ibtasks.formats.archive import UNSUPPORTED, normalize_member
@@ -47,14 +48,14 @@ class ArchiveScan:
     symlinks: set[str] = field(default_factory=set)
 
 
-def libarchive_call(name: str, restype: object, *argtypes: object) -> ctypes._CFuncPtr:
+def libarchive_call(name: str, restype: object, *argtypes: object) -> Any:
     """A libarchive function libarchive-c does not wrap (nlink, ino, dev, clone...)."""
     from libarchive import ffi
 
     function = getattr(ffi.libarchive, name)
     function.restype = restype
     function.argtypes = list(argtypes)
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def symlink_prefix(path: str, symlinks: set[str]) -> str | None:
@@ -132,8 +133,9 @@ def scan_archive(archive: Path, where: str, extra_files: dict[str, int]) -> Arch
     symlinks: set[str] = set()
     member = ""
     fmt = "tar"
-    cpio_links = out_of_order = False
+    cpio_links = out_of_order = link_differs = False
     directories = {""}
+    owners: dict[str, tuple[int, int, int, int]] = {}  # path: mode, uid, gid, mtime
     try:
         with open_archive(archive, where) as reader:
             for entry in reader:  # type: ignore[attr-defined]
@@ -149,6 +151,13 @@ def scan_archive(archive: Path, where: str, extra_files: dict[str, int]) -> Arch
                     if not link or symlink_prefix(link, symlinks) is not None:
                         raise UserError(f"{archive}: member {member} is a hard link to {target}, "
                                         "outside the root", where)
+                stamp = (mode & 0o7777, entry.uid, entry.gid, int(entry.mtime or 0))
+                if link is not None:
+                    # mke2fs applies a link's own header to the inode; tar extraction keeps the
+                    # file's (GNU tar writes both alike, other writers may not).
+                    link_differs |= owners.get(link, stamp) != stamp
+                else:
+                    owners[path] = stamp
                 if mode & S_IFMT == S_IFLNK:
                     symlinks.add(path)
                 else:
@@ -171,6 +180,8 @@ def scan_archive(archive: Path, where: str, extra_files: dict[str, int]) -> Arch
         scan.rewrite_reasons.append("cpio hard links")
     for path, size in extra_files.items():
         entries[path] = (S_IFREG | 0o644, size, 1, None)
+    if link_differs:
+        scan.rewrite_reasons.append("hard links whose header differs from their file's")
     if out_of_order:
         scan.rewrite_reasons.append("members before their directory")
     if extra_files:

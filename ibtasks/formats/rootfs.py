@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 
 from ibtasks.errors import UserError
-from ibtasks.formats.archive import normalize_member
 from ibtasks.formats import ext4
+from ibtasks.formats.archive import normalize_member
 from ibtasks.formats.archive_rewrite import write_rewritten_tar
 from ibtasks.formats.archive_scan import scan_archive
 from ibtasks.formats.ext4 import RootfsSpec, make_filesystem, plan_filesystem

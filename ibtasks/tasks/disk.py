@@ -25,11 +25,11 @@ from ibtasks.config.model import Config
 from ibtasks.config.reader import Binary
 from ibtasks.formats.disk_image import PartitionImage, assemble_disk, changes_path, read_changes
 from ibtasks.formats.ext4 import RootfsSpec
-from ibtasks.formats.rootfs import build_rootfs_image
 from ibtasks.formats.fat import BootFile, derive_volume_id
 from ibtasks.formats.fat_update import manifest_path, write_fat_image
 from ibtasks.formats.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from ibtasks.formats.mbr import LINUX, fat_partition_type
+from ibtasks.formats.rootfs import build_rootfs_image
 from ibtasks.fsutil import make_temp_beside, write_atomic
 from ibtasks.plan.disk_contents import boot_files, xl_configs
 from ibtasks.plan.outputs import outputs
