@@ -29,8 +29,9 @@ from ibtasks.formats.fat import BootFile, derive_volume_id
 from ibtasks.formats.fat_update import manifest_path, write_fat_image
 from ibtasks.formats.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from ibtasks.formats.mbr import LINUX, fat_partition_type
-from ibtasks.formats.rootfs import build_rootfs_image
+from ibtasks.formats.rootfs import build_rootfs_image, rootfs_path
 from ibtasks.fsutil import make_temp_beside, write_atomic
+from ibtasks.tools import mke2fs_version
 from ibtasks.plan.disk_contents import boot_files, xl_configs
 from ibtasks.plan.outputs import outputs
 from ibtasks.tasks.boot import boot_tasks, keyed
@@ -64,8 +65,10 @@ class BootPartitionInput:
 @dataclass(frozen=True)
 class RootfsPartitionInput:
     """ib_partition:dom0 / domU<i>: the archive and its key (whose name the filesystem UUID
-    derives from), the ext4 label, the free space in MiB, the time stamp, the identity, and the
-    extra files written into it (dom0's xl configs: path in the filesystem, bytes)."""
+    derives from), the ext4 label, the free space in MiB, the time stamp, the identity (of this
+    partition alone: `rootfs_identity`), the extra files written into it (dom0's xl configs:
+    path in the filesystem, bytes), and how it is built (`formats.rootfs.rootfs_path` and the
+    mke2fs release), so a new e2fsprogs rebuilds it."""
 
     archive: Path
     key: str
@@ -74,6 +77,7 @@ class RootfsPartitionInput:
     epoch: int
     identity: str
     extra: tuple[tuple[str, bytes], ...] = ()
+    builder: tuple[str, str] = ("", "")
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,17 @@ def disk_identity(config: Config, image: Path) -> str:
     """What the GUIDs, UUIDs and FAT serial derive from: stable across directories and times."""
     names = [b.path for b in config.binaries() + config.rootfs_archives()]
     return "\0".join([image.name, config.uboot_script, *names])
+
+
+def rootfs_identity(image: Path, archive: Binary) -> str:
+    """What a rootfs partition's UUID and hash seed derive from: the disk's name, the key and
+    the archive's path only, so renaming a kernel leaves every rootfs partition's bytes alone."""
+    return "\0".join([image.name, archive.key, archive.path])
+
+
+def rootfs_builder() -> tuple[str, str]:
+    """How rootfs partitions are built here: (`archive` or `extract`, mke2fs's release)."""
+    return rootfs_path(), ".".join(map(str, mke2fs_version()))
 
 
 # ---- actions ------------------------------------------------------------------------------------
@@ -211,11 +226,13 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
     if config.dom0_rootfs:
         rootfs.append(("dom0", config.dom0_rootfs, xl_configs(config, prefix)))
     rootfs += [(f"domU{d.index}", d.rootfs, {}) for d in config.domus if d.rootfs]
+    builder = rootfs_builder() if rootfs else ("", "")
     for number, (name, archive, extra) in enumerate(rootfs, start=2):
         image = str(work / f"{name}.ext4")
         part = RootfsPartitionInput(config.root_dir / archive.path, archive.key,
-                                    f"vos_{number}", options.slack_mib, epoch, identity,
-                                    tuple(sorted(extra.items())))
+                                    f"vos_{number}", options.slack_mib, epoch,
+                                    rootfs_identity(options.image, archive),
+                                    tuple(sorted(extra.items())), builder)
         yield {
             "basename": "ib_partition",
             "name": name,
