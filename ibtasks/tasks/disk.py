@@ -31,11 +31,11 @@ from ibtasks.formats.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from ibtasks.formats.mbr import LINUX, fat_partition_type
 from ibtasks.formats.rootfs import build_rootfs_image, rootfs_path
 from ibtasks.fsutil import make_temp_beside, write_atomic
-from ibtasks.tools import mke2fs_version
 from ibtasks.plan.disk_contents import boot_files, xl_configs
 from ibtasks.plan.outputs import outputs
 from ibtasks.tasks.boot import boot_tasks, keyed
 from ibtasks.tasks.step import TaskDict, run_step
+from ibtasks.tools import mke2fs_version
 
 BOOT_SLACK_MIB = 16  # the original's boot partition: its files plus 16 MiB
 
