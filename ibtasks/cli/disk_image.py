@@ -32,6 +32,8 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     from ibtasks.tasks.runner import run_graph
 
     config = config_from_args(args, guard)
+    if args.boot_size is not None and args.boot_size < 1:
+        raise UserError(f"--boot-size {args.boot_size}: the boot partition needs 1 MiB or more")
     if args.slack < 0:
         raise UserError(f"-s {args.slack}: the slack must be 0 MiB or more")
     work = Path(args.work) if args.work else work_dir(config)
@@ -63,9 +65,9 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     if config.rootfs_archives():
         from ibtasks.formats.rootfs import fallback_note
 
-        note = fallback_note()
-        if note:
-            sys.stderr.write(f"ibtasks: note: {note}\n")
+        fallback = fallback_note()
+        if fallback:
+            sys.stderr.write(f"ibtasks: note: {fallback}\n")
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
     anchor = config.output_dir

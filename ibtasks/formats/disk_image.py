@@ -17,7 +17,8 @@ exclusively under an unpredictable name, `.disk.img.ibtmp-*`, see `fsutil.make_t
 it gets its name back, and a new record, only when every partition is written. Without a valid
 record the next run writes the whole disk again.
 
-Layout: first partition at sector 2048, each partition 1 MiB aligned and its image's size
+Layout: first partition at sector 2048 (partitions marked `last`, the boot partition, after the
+others, so its size never moves them), each partition 1 MiB aligned and its image's size
 rounded up to 1 MiB (unless a size is given), the disk ends 1 MiB after the last partition
 (room for the 33-sector backup table, and a whole number of MiB, as boards and QEMU like);
 with `power_of_two` (disk-image -a) the disk's size in MiB is rounded up to a power of two.
@@ -67,6 +68,7 @@ class PartitionImage:
     size: int | None = None
     mbr_type: int = LINUX  # its type byte in a DOS table
     bootable: bool = False  # its DOS boot flag
+    last: bool = False  # placed after the others on the disk (its table entry keeps its number)
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,12 @@ def _round_up(value: int, step: int) -> int:
 def plan_disk(
     disk_guid: uuid.UUID, partitions: Sequence[PartitionImage], power_of_two: bool = False
 ) -> GptTable:
-    """The GPT for `partitions` in order, sized from their image files."""
-    entries = []
+    """The GPT for `partitions` in order, sized from their image files; on the disk those
+    marked `last` come after the others."""
+    entries: dict[int, GptPartition] = {}
     lba = FIRST_LBA
-    for number, part in enumerate(partitions, start=1):
+    placed = sorted(enumerate(partitions, start=1), key=lambda item: item[1].last)
+    for number, part in placed:
         try:
             image_size = os.stat(part.image).st_size
         except OSError as exc:
@@ -108,14 +112,13 @@ def plan_disk(
                 f"of 1 MiB and hold its image {part.image} of {hex_and_dec(image_size)} bytes"
             )
         sectors = size // SECTOR
-        entries.append(
-            GptPartition(part.name, part.type_guid, part.unique_guid, lba, lba + sectors - 1)
-        )
+        entries[number] = GptPartition(part.name, part.type_guid, part.unique_guid, lba,
+                                       lba + sectors - 1)
         lba = _round_up(lba + sectors, ALIGN_SECTORS)
     total = lba + ALIGN_SECTORS
     if power_of_two:
         total = power_of_two_mib(total * SECTOR) // SECTOR
-    return GptTable(total, disk_guid, tuple(entries))
+    return GptTable(total, disk_guid, tuple(entries[n] for n in sorted(entries)))
 
 
 def power_of_two_mib(size: int) -> int:

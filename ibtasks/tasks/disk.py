@@ -23,6 +23,7 @@ from typing import Any
 
 from ibtasks.config.model import Config
 from ibtasks.config.reader import Binary
+from ibtasks.errors import UserError
 from ibtasks.formats.disk_image import PartitionImage, assemble_disk, changes_path, read_changes
 from ibtasks.formats.ext4 import RootfsSpec
 from ibtasks.formats.fat import BootFile, derive_volume_id
@@ -38,6 +39,7 @@ from ibtasks.tasks.step import TaskDict, run_step
 from ibtasks.tools import mke2fs_version
 
 BOOT_SLACK_MIB = 16  # the original's boot partition: its files plus 16 MiB
+MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class DiskTableInput:
     parts: tuple[tuple[str, str, Path], ...]
     table: str = "gpt"
     power_of_two: bool = False
+    boot_mib: int | None = None  # BOOT_PARTITION_SIZE / --boot-size: the boot partition, fixed
 
 
 def disk_identity(config: Config, image: Path) -> str:
@@ -180,9 +183,21 @@ def write_rootfs_partition(part: RootfsPartitionInput, out: str) -> None:
 def write_disk(table: DiskTableInput, image: str) -> None:
     """disk.img: the partition table and the partitions, updated in place (`assemble_disk`)."""
     identity = table.identity
+    boot_size = None
+    if table.boot_mib is not None:
+        boot_size = table.boot_mib * MIB
+        need = os.stat(table.parts[0][2]).st_size
+        if need > boot_size:
+            raise UserError(f"BOOT_PARTITION_SIZE (--boot-size): the boot partition's image is "
+                            f"{-(-need // MIB)} MiB (its files and {BOOT_SLACK_MIB} MiB), more "
+                            f"than the {table.boot_mib} MiB given")
+    # The boot partition stays number 1 but lies after the rootfs partitions, so a kernel that
+    # grows never moves them (see README, "A stable layout").
     partitions = [PartitionImage(name, BASIC_DATA if kind == "fat" else LINUX_FILESYSTEM,
                                  derive_guid(identity, "partition", name), path,
-                                 mbr_type=_mbr_type(kind, path), bootable=number == 0)
+                                 size=boot_size if number == 0 else None,
+                                 mbr_type=_mbr_type(kind, path), bootable=number == 0,
+                                 last=number == 0)
                   for number, (name, kind, path) in enumerate(table.parts)]
     assemble_disk(image, derive_guid(identity, "disk"), partitions, table.table,
                   table.power_of_two)
@@ -245,7 +260,8 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
         }
         parts.append((f"Linux{number}", "ext4", Path(image)))
     image_path = str(options.image)
-    table = DiskTableInput(identity, tuple(parts), config.partition_table, options.power_of_two)
+    table = DiskTableInput(identity, tuple(parts), config.partition_table, options.power_of_two,
+                           config.boot_partition_mib)
     yield {
         "basename": "ib_disk",
         "doc": "the disk image: partition table and partitions, updated in place",
