@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ibtasks.tasks.ownership import OutputGuard
 
 
-def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
+def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None = None) -> int:
     from dataclasses import replace
 
     from ibtasks.config.build import check_strict
@@ -50,6 +50,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
         partition_table=args.table))
     check_strict(plan.warnings, config.strict)
     print_warnings(plan.warnings)
+    quiet = not plan.warnings and not plan.notes  # then a no-op may replay (cli.disk_stamp)
     for note in plan.notes:
         sys.stderr.write(f"ibtasks: note: {printable(note)}\n")
     generated = outputs(plan.config) if plan.config is not None else []
@@ -67,6 +68,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
 
         fallback = fallback_note()
         if fallback:
+            quiet = False
             sys.stderr.write(f"ibtasks: note: {fallback}\n")
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
@@ -90,5 +92,10 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
         if plan.config is not None:
             write_generated(plan.config, generated, plan.flags, plan.by, guard.recorded_sha256)
         if (work_dir(config) / "layout.json").exists():  # none when the script is the user's
-            print_layout_warnings(work_dir(config))
+            quiet &= not print_layout_warnings(work_dir(config)).warnings
+        if stamp is not None and quiet and not config.warnings:
+            from ibtasks.cli.disk_stamp import record_disk_run
+
+            record_disk_run(stamp, args.config, config.environ_used, tasks, anchor,
+                            work_dir(config))
     return code
