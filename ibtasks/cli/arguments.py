@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="boot partition filesystem (default fat; wins over BOOT_FS)")
     disk.add_argument("--table", choices=("gpt", "dos"),
                       help="partition table (default gpt; wins over PARTITION_TABLE)")
+    disk.add_argument("-j", dest="jobs", type=int, metavar="N",
+                      help="build up to N partitions at once (default: the number of CPUs)")
     disk.add_argument("--boot-size", type=int, metavar="MIB",
                       help="the boot partition's size, fixed (wins over BOOT_PARTITION_SIZE)")
     disk.add_argument("-a", dest="power_of_two", action="store_true",

@@ -18,6 +18,14 @@ if TYPE_CHECKING:
     from ibtasks.tasks.ownership import OutputGuard
 
 
+def parallel_flags(jobs: int | None) -> list[str]:
+    """doit's flags to run up to `jobs` tasks at once (default: the CPU count) in forked
+    processes, which inherit the task list, so nothing of ours is pickled but the results (doit's
+    thread runner would swap sys.stdout/stderr from several threads at once). Serial for one."""
+    count = jobs if jobs is not None else (os.cpu_count() or 1)
+    return ["-n", str(count), "-P", "process"] if count > 1 else []
+
+
 def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None = None) -> int:
     from dataclasses import replace
 
@@ -32,6 +40,8 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None =
     from ibtasks.tasks.runner import run_graph
 
     config = config_from_args(args, guard)
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"-j {args.jobs}: give 1 or more jobs")
     if args.boot_size is not None and args.boot_size < 1:
         raise UserError(f"--boot-size {args.boot_size}: the boot partition needs 1 MiB or more")
     if args.slack < 0:
@@ -72,6 +82,8 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None =
             sys.stderr.write(f"ibtasks: note: {fallback}\n")
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
+    if argv[0] == "run" and not {"-n", "--process"} & set(argv):
+        argv = ["run", *parallel_flags(args.jobs), *argv[1:]]
     anchor = config.output_dir
     tasks_config = anchored(config, anchor)
     boot = anchored(plan.config, anchor) if plan.config is not None else None

@@ -19,7 +19,7 @@ import ibtasks
 # uboot-script-gen's options that take a value (see cli.build_parser), and disk-image's.
 VALUE_FLAGS = frozenset({"-c", "-d", "-t", "-o", "-p", "-k", "-u", "--output-dir"})
 DISK_VALUE_FLAGS = frozenset({"-c", "-d", "-t", "-o", "-s", "--boot-fs", "--table",
-                              "--boot-size"})
+                              "--boot-size", "-j"})
 
 
 def stamp_for(argv: Sequence[str], cwd: str) -> str | None:
