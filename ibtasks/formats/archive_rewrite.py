@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ibtasks.errors import UserError
@@ -191,7 +191,7 @@ def write_rewritten_tar(archive: Path, where: str, scan: ArchiveScan,
 
 def _append_extra_files(writer: _TarWriter, archive: Path, where: str, scan: ArchiveScan,
                         extra_files: Mapping[str, bytes], epoch: int,
-                        ensure_parents: object) -> None:
+                        ensure_parents: Callable[[str], None]) -> None:
     for name, data in sorted(extra_files.items()):
         path = normalize_member(name)
         if not path:
@@ -202,7 +202,7 @@ def _append_extra_files(writer: _TarWriter, archive: Path, where: str, scan: Arc
                             "archive", where)
         if path in scan.directories:
             raise UserError(f"{archive}: cannot add {name}: it is a directory", where)
-        ensure_parents(path)  # type: ignore[operator]
+        ensure_parents(path)
         entry_p = writer.new_entry(path, S_IFREG | 0o644, len(data), epoch)
         writer.header(entry_p)
         writer.data(data, len(data))

@@ -16,6 +16,7 @@ The environment variable IBTASKS_EXT4_PATH=extract forces the second path (CI te
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def _build_from_archive(spec: RootfsSpec, image: Path) -> int:
         os.replace(work / "image", image)
         return size
     except OSError as exc:
-        if exc.errno == 28:
+        if exc.errno == errno.ENOSPC:
             raise UserError(f"cannot write {image}: no space left on device", spec.key) from exc
         raise UserError(f"cannot write {image}: {exc.strerror}", spec.key) from exc
     finally:
