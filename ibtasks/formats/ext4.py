@@ -1,5 +1,6 @@
 """Rootfs partitions: ext4 images made from cpio or tar archives as an ordinary user, reproducibly.
 
+The fallback path (see formats.rootfs, which picks it) and the sizing both paths share.
 e2fsprogs 1.47.0 (Debian 12) cannot read archives with `mkfs.ext4 -d`, so ONE `fakeroot` run
 extracts the archive with libarchive (formats.archive) and runs `mkfs.ext4 -d` on the tree: owners
 and device nodes exist only inside that run. libarchive reads every format and compression we
