@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="boot partition filesystem (default fat; wins over BOOT_FS)")
     disk.add_argument("--table", choices=("gpt", "dos"),
                       help="partition table (default gpt; wins over PARTITION_TABLE)")
+    disk.add_argument("-j", dest="jobs", type=int, metavar="N",
+                      help="build up to N partitions at once (default: the number of CPUs)")
+    disk.add_argument("--boot-size", type=int, metavar="MIB",
+                      help="the boot partition's size, fixed (wins over BOOT_PARTITION_SIZE)")
     disk.add_argument("-a", dest="power_of_two", action="store_true",
                       help="round the image size up to a power of two MiB (petalinux-boot --qemu)")
     add_cache_flags(disk)
@@ -180,6 +184,7 @@ def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None)
         prepend_path=getattr(args, "prepend_path", ""),
         calc=getattr(args, "calc", False),
         partition_table=getattr(args, "table", None),
+        boot_size=getattr(args, "boot_size", None),
         fit=getattr(args, "fit", False),
         fit_key_dir=getattr(args, "fit_key_dir", None),
         fit_u_boot_dtb=getattr(args, "fit_u_boot_dtb", None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,15 @@ if TYPE_CHECKING:
     from ibtasks.tasks.ownership import OutputGuard
 
 
-def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
+def parallel_flags(jobs: int | None) -> list[str]:
+    """doit's flags to run up to `jobs` tasks at once (default: the CPU count) in forked
+    processes, which inherit the task list, so nothing of ours is pickled but the results (doit's
+    thread runner would swap sys.stdout/stderr from several threads at once). Serial for one."""
+    count = jobs if jobs is not None else (os.cpu_count() or 1)
+    return ["-n", str(count), "-P", "process"] if count > 1 else []
+
+
+def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None = None) -> int:
     from dataclasses import replace
 
     from ibtasks.cli.json_result import build_result, check_json_flags, render_result
@@ -37,6 +46,10 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
 
     text_to_stderr = check_json_flags(args.json, args.doit_args)
     config = config_from_args(args, guard)
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"-j {args.jobs}: give 1 or more jobs")
+    if args.boot_size is not None and args.boot_size < 1:
+        raise UserError(f"--boot-size {args.boot_size}: the boot partition needs 1 MiB or more")
     if args.slack < 0:
         raise UserError(f"-s {args.slack}: the slack must be 0 MiB or more")
     work = Path(args.work) if args.work else work_dir(config)
@@ -53,6 +66,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
         partition_table=args.table))
     check_strict(plan.warnings, config.strict)
     print_warnings(plan.warnings)
+    quiet = not plan.warnings and not plan.notes  # then a no-op may replay (cli.disk_stamp)
     for note in plan.notes:
         sys.stderr.write(f"ibtasks: note: {printable(note)}\n")
     generated = outputs(plan.config) if plan.config is not None else []
@@ -65,8 +79,17 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
     except UserError:
         guard.remove_ours([*generated, *disk_outputs(options)])
         raise
+    if config.rootfs_archives():
+        from ibtasks.formats.rootfs import fallback_note
+
+        fallback = fallback_note()
+        if fallback:
+            quiet = False
+            sys.stderr.write(f"ibtasks: note: {fallback}\n")
     epoch = source_date_epoch(os.environ)
     argv = args.doit_args or ["run"]
+    if argv[0] == "run" and not {"-n", "--process"} & set(argv):
+        argv = ["run", *parallel_flags(args.jobs), *argv[1:]]
     anchor = config.output_dir
     tasks_config = anchored(config, anchor)
     boot = anchored(plan.config, anchor) if plan.config is not None else None
@@ -95,9 +118,18 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard) -> int:
         layout = None
         if (work_dir(config) / "layout.json").exists():  # none when the script is the user's
             layout = print_layout_warnings(work_dir(config))
+            quiet &= not layout.warnings
         result = build_result("disk-image", [*generated, *disk_outputs(options)], layout,
                               run_log or RunLog(), image)
         progress.summary(run_log or RunLog(), result["disk"], image)
         if args.json:
             sys.stdout.write(render_result(result))
+        if stamp is not None and quiet and not config.warnings:
+            from ibtasks.cli.disk_stamp import record_disk_run
+
+            # What the replayed no-op prints: the disk's summary with nothing rebuilt.
+            replay = io.StringIO()
+            DiskProgress(replay, anchor).summary(RunLog(), result["disk"], image, timed=False)
+            record_disk_run(stamp, args.config, config.environ_used, tasks, anchor,
+                            work_dir(config), replay.getvalue())
     return code

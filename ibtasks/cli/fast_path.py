@@ -16,23 +16,30 @@ from collections.abc import Iterable, Sequence
 
 import ibtasks
 
-# uboot-script-gen's options that take a value (see cli.build_parser).
-VALUE_FLAGS = frozenset({"-c", "-d", "-t", "-o", "-p", "-k", "-u", "--output-dir", "--cache"})
+# uboot-script-gen's options that take a value (see cli.build_parser), and disk-image's.
+VALUE_FLAGS = frozenset({"-c", "-d", "-t", "-o", "-p", "-k", "-u", "--output-dir", "--cache",
+                         "--memory-map-svg"})
+DISK_VALUE_FLAGS = frozenset({"-c", "-d", "-t", "-o", "-s", "--boot-fs", "--table",
+                              "--boot-size", "-j", "--cache"})
 
 
 def stamp_for(argv: Sequence[str], cwd: str) -> str | None:
-    """The stamp file of a `uboot-script-gen` command line, or None if it gets none.
+    """The stamp file of a `uboot-script-gen` or `disk-image` command line, or None if it gets
+    none (also disk-image with `-w`, whose folder has a lock of its own).
 
     Read from argv with os.path only (argparse and pathlib cost ~9 ms, a third of a no-op):
     writer and reader call this same function, so a command line it cannot place (`-d.`, doit
     arguments after `--`) simply never takes the fast path.
     """
-    if not argv or argv[0] != "uboot-script-gen" or "--" in argv:
+    if not argv or argv[0] not in ("uboot-script-gen", "disk-image") or "--" in argv:
+        return None
+    flags = VALUE_FLAGS if argv[0] == "uboot-script-gen" else DISK_VALUE_FLAGS
+    if argv[0] == "disk-image" and "-w" in argv:
         return None
     root = out = None
     i = 1
     while i < len(argv):
-        if argv[i] in VALUE_FLAGS and i + 1 < len(argv):
+        if argv[i] in flags and i + 1 < len(argv):
             if argv[i] == "-d":
                 root = argv[i + 1]
             elif argv[i] == "--output-dir":

@@ -69,7 +69,7 @@ def run_locked(args: argparse.Namespace, stamp: str | None) -> int:
         if args.command == "disk-image":
             from ibtasks.cli.disk_image import disk_image
 
-            return disk_image(args, guard)
+            return disk_image(args, guard, stamp)
         from ibtasks.cli.uboot_script_gen import uboot_script_gen
 
         return uboot_script_gen(args, stamp, guard)
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.verbose = True  # each rebuild names the tasks it reran
             return watch_and_rebuild(args, lambda: run_locked(args, None))
         stamp = None
-        if args.command == "uboot-script-gen" and not args.doit_args:
+        if not args.doit_args:
             # The no-op fast path (entry.main) found this command's stamp stale or missing.
             stamp = stamp_for(argv, os.getcwd())
         return run_locked(args, stamp)

@@ -129,6 +129,8 @@ def build_config(raw: RawConfig, options: Options) -> Config:
         boot_aux_files=disk_settings.boot_aux_files(reader),
         fit=fit,
         xen_props=xen_props,
+        boot_partition_mib=(options.boot_size if options.boot_size is not None
+                            else reader.number("BOOT_PARTITION_SIZE")),
     )
     load_label = ("-t" if options.load_cmd else "LOAD_CMD" if reader.text("LOAD_CMD")
                   else "XEN_LOAD")

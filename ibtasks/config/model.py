@@ -75,6 +75,7 @@ class Config:
     fit: FitSettings | None  # FIT mode (-f, FIT): see plan.fit
     xen_props: XenProps  # heap, colours, pools (xen_props.py)
     boot: BootOptions  # boot command, loads (boot_options.py)
+    boot_partition_mib: int | None = None  # disk-image: BOOT_PARTITION_SIZE or --boot-size
 
     @property
     def device_tree(self) -> Binary:
@@ -141,6 +142,7 @@ class Options:
     preedited_dtb: bool = False
     boot_fs: str | None = None  # disk-image --boot-fs, wins over BOOT_FS
     partition_table: str | None = None  # disk-image --table, wins over PARTITION_TABLE
+    boot_size: int | None = None  # disk-image --boot-size MiB, wins over BOOT_PARTITION_SIZE
     fit: bool = False  # -f
     fit_key_dir: str | None = None  # -k KEY_DIR/HINT, wins over FIT_ENC_KEY_DIR
     fit_u_boot_dtb: str | None = None  # -u DTB, wins over FIT_ENC_UB_DTB

@@ -198,6 +198,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PARTITION_TABLE", False, Kind.CHOICE, "gpt",
             "disk-image: `gpt`, or `dos` (MBR: up to 4 primary partitions, the boot partition "
             "bootable); also `--table`.", "ibtasks", choices=("gpt", "dos")),
+    Setting("BOOT_PARTITION_SIZE", False, Kind.NUMBER, None,
+            "disk-image: the boot partition's size, fixed (default: its files plus 16 MiB); a "
+            "boot partition whose files no longer fit is an error; also `--boot-size`.",
+            "ibtasks", low=1, unit="MiB"),
     Setting("GPT", False, Kind.FLAG, None,
             "disk-image: upstream's switch from DOS to GPT; GPT is already our default, so it "
             "only conflicts with `PARTITION_TABLE=dos`.", "upstream 2022"),

@@ -17,7 +17,8 @@ exclusively under an unpredictable name, `.disk.img.ibtmp-*`, see `fsutil.make_t
 it gets its name back, and a new record, only when every partition is written. Without a valid
 record the next run writes the whole disk again.
 
-Layout: first partition at sector 2048, each partition 1 MiB aligned and its image's size
+Layout: first partition at sector 2048 (partitions marked `last`, the boot partition, after the
+others, so its size never moves them), each partition 1 MiB aligned and its image's size
 rounded up to 1 MiB (unless a size is given), the disk ends 1 MiB after the last partition
 (room for the 33-sector backup table, and a whole number of MiB, as boards and QEMU like);
 with `power_of_two` (disk-image -a) the disk's size in MiB is rounded up to a power of two.
@@ -26,8 +27,6 @@ A DOS table (`ibtasks.formats.mbr`) uses the same layout, with only the first se
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import hashlib
 import json
 import os
@@ -40,16 +39,15 @@ from typing import Any
 from ibtasks.errors import UserError, hex_and_dec
 from ibtasks.formats.gpt import SECTOR, GptPartition, GptTable, build_gpt
 from ibtasks.formats.mbr import LINUX, MbrTable, build_mbr, derive_disk_id, mbr_partitions
+from ibtasks.formats.sparse_copy import clear_range, copy_sparse
 from ibtasks.fsutil import make_temp_beside, write_atomic
 
 MIB = 1024 * 1024
 FIRST_LBA = 2048
 ALIGN_SECTORS = MIB // SECTOR
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 CHANGES_VERSION = 1
 
-_FALLOC_FL_KEEP_SIZE = 0x01
-_FALLOC_FL_PUNCH_HOLE = 0x02
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,7 @@ class PartitionImage:
     size: int | None = None
     mbr_type: int = LINUX  # its type byte in a DOS table
     bootable: bool = False  # its DOS boot flag
+    last: bool = False  # placed after the others on the disk (its table entry keeps its number)
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,12 @@ def _round_up(value: int, step: int) -> int:
 def plan_disk(
     disk_guid: uuid.UUID, partitions: Sequence[PartitionImage], power_of_two: bool = False
 ) -> GptTable:
-    """The GPT for `partitions` in order, sized from their image files."""
-    entries = []
+    """The GPT for `partitions` in order, sized from their image files; on the disk those
+    marked `last` come after the others."""
+    entries: dict[int, GptPartition] = {}
     lba = FIRST_LBA
-    for number, part in enumerate(partitions, start=1):
+    placed = sorted(enumerate(partitions, start=1), key=lambda item: item[1].last)
+    for number, part in placed:
         try:
             image_size = os.stat(part.image).st_size
         except OSError as exc:
@@ -108,14 +109,13 @@ def plan_disk(
                 f"of 1 MiB and hold its image {part.image} of {hex_and_dec(image_size)} bytes"
             )
         sectors = size // SECTOR
-        entries.append(
-            GptPartition(part.name, part.type_guid, part.unique_guid, lba, lba + sectors - 1)
-        )
+        entries[number] = GptPartition(part.name, part.type_guid, part.unique_guid, lba,
+                                       lba + sectors - 1)
         lba = _round_up(lba + sectors, ALIGN_SECTORS)
     total = lba + ALIGN_SECTORS
     if power_of_two:
         total = power_of_two_mib(total * SECTOR) // SECTOR
-    return GptTable(total, disk_guid, tuple(entries))
+    return GptTable(total, disk_guid, tuple(entries[n] for n in sorted(entries)))
 
 
 def power_of_two_mib(size: int) -> int:
@@ -217,20 +217,32 @@ def _changed_ranges(
     return out
 
 
-def _load_record(record: Path, output: Path, table_digest: str) -> list[Any] | None:
-    """The images' stamps of the last complete run, or None if disk.img is not that run's."""
+def _load_record(record: Path, output: Path) -> dict[str, Any] | None:
+    """The last complete run's record (table digest, images' stamps and places) if disk.img is
+    still the disk that run wrote, else None."""
     try:
         data = json.loads(record.read_text())
         if (
             data.get("version") == RECORD_VERSION
-            and data.get("table") == table_digest
             and data.get("disk") == _stamp(os.stat(output))
+            and isinstance(data.get("parts"), list)
+            and isinstance(data.get("places"), list)
         ):
-            parts = data["parts"]
-            return parts if isinstance(parts, list) else None
-    except (OSError, ValueError, KeyError, TypeError):
+            return data  # type: ignore[no-any-return]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     return None
+
+
+def _clear_outside(fd: int, kept: Sequence[tuple[int, int]], size: int) -> None:
+    """Make every byte of [0, size) outside the `kept` (offset, length) ranges a hole."""
+    at = 0
+    for offset, length in sorted(kept):
+        if offset > at:
+            clear_range(fd, at, offset - at)
+        at = max(at, offset + length)
+    if size > at:
+        clear_range(fd, at, size - at)
 
 
 def assemble_disk(
@@ -241,16 +253,21 @@ def assemble_disk(
     power_of_two: bool = False,
 ) -> DiskResult:
     """Make `output` hold the table (`gpt` or `dos`) and every partition image, writing only
-    what changed."""
+    what changed: a partition whose image and place on the disk are as last written is not
+    copied again, also when the table changed (a boot partition that grew)."""
     target = Path(output)
     table = plan_disk(disk_guid, partitions, power_of_two)
     primary, backup = build_table(table, partitions, table_format)
     # The size too: a DOS table does not hold it, and -a changes it.
     digest = hashlib.sha256(primary + backup + b"%d" % table.total_sectors).hexdigest()
     record = target.with_name(target.name + ".parts.json")
-    old = _load_record(record, target, digest)
-    if old is not None and old == [_part_stamp(part.image)[0] for part in partitions]:
+    prev = _load_record(record, target)
+    same = prev is not None and prev.get("table") == digest
+    old: list[Any] | None = prev["parts"] if prev is not None else None
+    places = [[entry.first_lba, entry.sectors] for entry in table.partitions]
+    if same and old == [_part_stamp(part.image)[0] for part in partitions]:
         return DiskResult(target, table, (), 0)  # up to date: do not even touch it
+    total = table.total_sectors * SECTOR
     written: list[int] = []
     ranged: list[int] = []
     copied = 0
@@ -260,22 +277,28 @@ def assemble_disk(
         # The temporary is ours (O_EXCL, unpredictable name): a symlink planted at any name
         # we could have guessed is never followed.
         fd, partial = make_temp_beside(target)
-        if old is not None:
+        if prev is not None:
             os.close(fd)
             os.replace(target, partial)  # the disk keeps its blocks: updated in place
             fd = os.open(partial, os.O_RDWR | os.O_NOFOLLOW)
         try:
-            if old is None:  # an unchanged layout has the same table bytes already
+            stamps = [_part_stamp(part.image) for part in partitions]
+            kept = [n for n, (stamp, _) in enumerate(stamps)
+                    if old is not None and n < len(old) and old[n] == stamp
+                    and n < len(prev["places"]) and prev["places"][n] == places[n]]  # type: ignore[index]
+            if not same:  # a new layout: only unchanged partitions in their old place stay
+                os.ftruncate(fd, total)
+                if prev is not None:
+                    _clear_outside(fd, [(places[n][0] * SECTOR, places[n][1] * SECTOR)
+                                        for n in kept], total)
                 os.pwrite(fd, primary, 0)
-            stamps = []
             for number, (part, entry) in enumerate(
                 zip(partitions, table.partitions, strict=True), start=1
             ):
-                stamp, changes = _part_stamp(part.image)
-                stamps.append(stamp)
-                before = old[number - 1] if old is not None and number <= len(old) else None
-                if before == stamp:
+                stamp, changes = stamps[number - 1]
+                if number - 1 in kept:
                     continue
+                before = old[number - 1] if same and old is not None else None
                 start = entry.first_lba * SECTOR
                 written.append(number)
                 ranges = _changed_ranges(changes, before, stamp)
@@ -285,12 +308,11 @@ def assemble_disk(
                     continue
                 # Updating in place: punch holes where the new image has none of its own
                 # data, overwrite the rest (cheaper than freeing all blocks, then allocating).
-                copied += _write_image(part.image, fd, start, stamp["size"], old is not None)
-                if old is not None and entry.sectors * SECTOR > stamp["size"]:
+                copied += _write_image(part.image, fd, start, stamp["size"], same)
+                if same and entry.sectors * SECTOR > stamp["size"]:
                     clear_range(fd, start + stamp["size"], entry.sectors * SECTOR - stamp["size"])
-            if old is None:
-                os.ftruncate(fd, table.total_sectors * SECTOR)
-                os.pwrite(fd, backup, table.total_sectors * SECTOR - len(backup))
+            if not same:
+                os.pwrite(fd, backup, total - len(backup))
             os.fchmod(fd, 0o644)
         finally:
             os.close(fd)
@@ -300,7 +322,8 @@ def assemble_disk(
             "version": RECORD_VERSION,
             "table": digest,
             "disk": _stamp(os.stat(target)),
-            "parts": stamps,
+            "parts": [stamp for stamp, _ in stamps],
+            "places": places,
         }
         write_atomic(record, json.dumps(body, indent=1).encode() + b"\n")
     except OSError as exc:
@@ -338,59 +361,3 @@ def _write_ranges(
         )
     finally:
         os.close(src)
-
-
-def copy_sparse(
-    src: int,
-    dst: int,
-    length: int,
-    src_offset: int = 0,
-    dst_offset: int = 0,
-    *,
-    punch_holes: bool = False,
-) -> int:
-    """Copy the data (not the holes) of `length` bytes between two files; return bytes copied.
-
-    Under the source's holes the destination is left as it is (it must be zeros there, as in a
-    fresh sparse file) or, with `punch_holes`, made a hole too.
-    """
-    end = src_offset + length
-    position = src_offset
-    copied = 0
-    while position < end:
-        try:
-            data = min(os.lseek(src, position, os.SEEK_DATA), end)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:
-                raise
-            data = end  # only a hole is left
-        if punch_holes and data > position:
-            clear_range(dst, dst_offset + (position - src_offset), data - position)
-        if data >= end:
-            break
-        hole = min(os.lseek(src, data, os.SEEK_HOLE), end)
-        at, to = data, dst_offset + (data - src_offset)
-        while at < hole:
-            done = os.copy_file_range(src, dst, hole - at, at, to)
-            if done == 0:
-                raise UserError("a source file shrank while it was being copied")
-            at += done
-            to += done
-        copied += hole - data
-        position = hole
-    return copied
-
-
-def clear_range(fd: int, offset: int, length: int) -> None:
-    """Turn a range of the disk back into a hole (zeros where the filesystem cannot)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fallocate = libc.fallocate
-    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
-    if fallocate(fd, mode, offset, length) == 0:
-        return
-    if ctypes.get_errno() not in (errno.EOPNOTSUPP, errno.ENOSYS):
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    zeros = bytes(MIB)
-    for at in range(offset, offset + length, MIB):
-        os.pwrite(fd, zeros[: min(MIB, offset + length - at)], at)

@@ -1,5 +1,6 @@
 """Rootfs partitions: ext4 images made from cpio or tar archives as an ordinary user, reproducibly.
 
+The fallback path (see formats.rootfs, which picks it) and the sizing both paths share.
 e2fsprogs 1.47.0 (Debian 12) cannot read archives with `mkfs.ext4 -d`, so ONE `fakeroot` run
 extracts the archive with libarchive (formats.archive) and runs `mkfs.ext4 -d` on the tree: owners
 and device nodes exist only inside that run. libarchive reads every format and compression we
@@ -28,7 +29,15 @@ from pathlib import Path
 from ibtasks.errors import UserError
 from ibtasks.fsutil import make_temp_dir_beside, remove_tree, temp_prefix
 from ibtasks.lifetime import die_with_parent_now, faked_session
-from ibtasks.tools import DEBUGFS, DUMPE2FS, MKFS_EXT4, fakeroot_pair, find_tool, run_tool
+from ibtasks.tools import (
+    DEBUGFS,
+    DUMPE2FS,
+    MKFS_EXT4,
+    fakeroot_pair,
+    find_tool,
+    mke2fs_version,
+    run_tool,
+)
 
 BLOCK = 4096
 MIB = 1 << 20
@@ -69,7 +78,7 @@ def _tool_env(epoch: int) -> dict[str, str]:
     return env
 
 
-def _dir_blocks(names: list[str]) -> int:
+def dir_blocks(names: list[str]) -> int:
     """Blocks of a linear ext4 directory: 8-byte entry headers, names padded to 4 bytes.
 
     Each block ends with a 12-byte checksum entry and may leave up to one maximal entry
@@ -80,7 +89,7 @@ def _dir_blocks(names: list[str]) -> int:
     return max(1, math.ceil(used / (BLOCK - 12 - 264)))
 
 
-def _file_blocks(size: int) -> int:
+def file_blocks(size: int) -> int:
     """Data blocks plus extent-tree blocks once the inode's four extents do not suffice."""
     data = math.ceil(size / BLOCK)
     # An extent covers up to 32768 blocks; a file may also be split where block groups keep
@@ -97,7 +106,7 @@ def measure_tree(root: Path) -> TreeUsage:
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root):
         names = dirnames + filenames
-        blocks += _dir_blocks(names)
+        blocks += dir_blocks(names)
         inodes += 1
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             st = os.lstat(os.path.join(dirpath, name))
@@ -106,7 +115,7 @@ def measure_tree(root: Path) -> TreeUsage:
             seen.add((st.st_dev, st.st_ino))
             inodes += 1
             if stat.S_ISREG(st.st_mode):
-                blocks += _file_blocks(st.st_size)
+                blocks += file_blocks(st.st_size)
             elif stat.S_ISLNK(st.st_mode) and st.st_size >= 60:  # longer targets leave the inode
                 blocks += 1
     return TreeUsage(blocks, inodes)
@@ -120,20 +129,30 @@ def _free_blocks(image: Path, epoch: int) -> tuple[int, int]:
     return int(fields["Free blocks"]), int(fields["Reserved block count"])
 
 
-def _mkfs_argv(spec: RootfsSpec, inodes: int, image: Path, tree: Path | None) -> list[str]:
+def _mkfs_argv(spec: RootfsSpec, inodes: int, image: Path, source: Path | None) -> list[str]:
     argv = [find_tool(MKFS_EXT4), "-q", "-F", "-b", str(BLOCK), "-t", "ext4"]
     argv += ["-T", "default", "-I", "256", "-N", str(inodes), "-L", spec.label, "-U", spec.uuid]
     argv += ["-E", f"hash_seed={spec.hash_seed},root_owner=0:0"]
-    if tree is not None:
-        argv += ["-d", str(tree)]
+    # The same features whatever the host's mke2fs.conf says: e2fsprogs 1.47.1+ adds
+    # orphan_file (Linux 5.15+ mounts it read-write) and metadata_csum_seed, which older
+    # kernels and U-Boot's ext4 code may refuse, and which 1.47.0's builds never had.
+    argv += ["-O", "^metadata_csum_seed" + (",^orphan_file" if mke2fs_version() >= (1, 47)
+                                            else "")]
+    if source is not None:
+        argv += ["-d", str(source)]
     return [*argv, str(image)]
 
 
-def _mkfs(spec: RootfsSpec, inodes: int, image: Path, size: int, tree: Path | None) -> None:
-    """Make the filesystem in a fresh sparse file of `size` bytes."""
+def make_filesystem(spec: RootfsSpec, inodes: int, image: Path, size: int,
+                    source: Path | None) -> None:
+    """Make the filesystem in a fresh sparse file `image` of `size` bytes with `inodes` inodes,
+    filled from `source` (a directory or, with e2fsprogs 1.47.1+, an archive) when given.
+
+    Every time mke2fs stamps is SOURCE_DATE_EPOCH (`spec.epoch`; 1.47.1+ also clamps the
+    archive's times to it); raises UserError with mkfs.ext4's last line on failure."""
     with open(image, "wb") as out:
         out.truncate(size)
-    run_tool(_mkfs_argv(spec, inodes, image, tree), f"mkfs.ext4 failed on {spec.archive}",
+    run_tool(_mkfs_argv(spec, inodes, image, source), f"mkfs.ext4 failed on {spec.archive}",
              spec.key, env=_tool_env(spec.epoch))
 
 
@@ -148,7 +167,7 @@ def plan_filesystem(spec: RootfsSpec, usage: TreeUsage, probe: Path) -> tuple[in
     need = usage.blocks + slack // BLOCK
     size = math.ceil(need * BLOCK / MIB) * MIB
     for _ in range(16):
-        _mkfs(spec, inodes, probe, size, None)
+        make_filesystem(spec, inodes, probe, size, None)
         free, reserved = _free_blocks(probe, spec.epoch)
         short = need - (free - reserved)
         if short <= 0:
@@ -225,7 +244,7 @@ def _stage(job_file: str) -> None:
     _add_extra_files(tree, spec.extra_files, spec)
     _set_times(tree, done.mtimes, spec.epoch)
     size, inodes = plan_filesystem(spec, measure_tree(tree), image)
-    _mkfs(spec, inodes, image, size, tree)
+    make_filesystem(spec, inodes, image, size, tree)
     root = done.root
     print(json.dumps({"size": size, "root": None if root is None else root.__dict__}))
 

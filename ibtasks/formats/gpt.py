@@ -87,7 +87,9 @@ def _check(table: GptTable) -> None:
     if table.total_sectors < FIRST_USABLE_LBA + BACKUP_SECTORS + 1:
         raise UserError(f"disk of {table.total_sectors} sectors is too small for a GPT")
     previous_end = FIRST_USABLE_LBA - 1
-    for number, part in enumerate(table.partitions, start=1):
+    # In disk order: entries need not be (disk-image puts entry 1, boot, last on the disk).
+    for number, part in sorted(enumerate(table.partitions, start=1),
+                               key=lambda item: item[1].first_lba):
         where = f"partition {number} ({part.name})"
         if part.first_lba <= previous_end or part.last_lba < part.first_lba:
             raise UserError(

@@ -88,17 +88,18 @@ def build_mbr(table: MbrTable) -> bytes:
     sector = bytearray(SECTOR)
     sector[_DISK_ID_OFFSET:_DISK_ID_OFFSET + 4] = table.disk_id.to_bytes(4, "little")
     previous_end = 0
+    for slot, part in sorted(enumerate(table.partitions), key=lambda item: item[1].first_lba):
+        if part.first_lba <= previous_end or part.sectors < 1:  # in disk order, as gpt's
+            raise UserError(f"sectors {part.first_lba}+{part.sectors} overlap the previous "
+                            "partition or the table", f"partition {slot + 1}")
+        previous_end = part.last_lba
     for slot, part in enumerate(table.partitions):
         where = f"partition {slot + 1}"
-        if part.first_lba <= previous_end or part.sectors < 1:
-            raise UserError(f"sectors {part.first_lba}+{part.sectors} overlap the previous "
-                            "partition or the table", where)
         if part.last_lba > 0xFFFFFFFF or not 0 < part.type <= 0xFF:
             raise UserError("past 2 TiB or without a type: needs a GPT", where)
         _ENTRY.pack_into(sector, _TABLE_OFFSET + 16 * slot, _BOOTABLE if part.bootable else 0,
                          _chs(part.first_lba), part.type, _chs(part.last_lba), part.first_lba,
                          part.sectors)
-        previous_end = part.last_lba
     sector[510:512] = b"\x55\xaa"
     return bytes(sector)
 

@@ -7,7 +7,8 @@
                           changed partitions
     ib_bmap               disk.img -> disk.img.bmap (ibtasks.tasks.bmap)
 
-No root: FAT via pyfatfs, ext4 via fakeroot + mkfs.ext4 -d, the GPT in Python.
+No root: FAT via pyfatfs, ext4 via `mke2fs -d archive` (formats.rootfs; fakeroot and an
+extracted tree with older e2fsprogs), the GPT in Python.
 """
 
 from __future__ import annotations
@@ -24,17 +25,14 @@ from typing import Any
 from ibtasks.cache.location import CacheLocation
 from ibtasks.config.model import Config
 from ibtasks.config.reader import Binary
-from ibtasks.formats.disk_image import (
-    PartitionImage,
-    assemble_disk,
-    changes_path,
-    read_changes,
-)
-from ibtasks.formats.ext4 import RootfsSpec, build_rootfs_image
+from ibtasks.errors import UserError
+from ibtasks.formats.disk_image import PartitionImage, assemble_disk, changes_path, read_changes
+from ibtasks.formats.ext4 import RootfsSpec
 from ibtasks.formats.fat import BootFile, derive_volume_id
 from ibtasks.formats.fat_update import adopt_fat_image, manifest_path, write_fat_image
 from ibtasks.formats.gpt import BASIC_DATA, LINUX_FILESYSTEM, derive_guid
 from ibtasks.formats.mbr import LINUX, fat_partition_type
+from ibtasks.formats.rootfs import build_rootfs_image, rootfs_path
 from ibtasks.fsutil import make_temp_beside, write_atomic
 from ibtasks.plan.disk_contents import boot_files, xl_configs
 from ibtasks.plan.outputs import outputs
@@ -42,8 +40,10 @@ from ibtasks.tasks.bmap import bmap_path, bmap_task
 from ibtasks.tasks.boot import boot_tasks, keyed
 from ibtasks.tasks.cached_step import cached_action
 from ibtasks.tasks.step import TaskDict, run_step
+from ibtasks.tools import mke2fs_version
 
 BOOT_SLACK_MIB = 16  # the original's boot partition: its files plus 16 MiB
+MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,10 @@ class BootPartitionInput:
 @dataclass(frozen=True)
 class RootfsPartitionInput:
     """ib_partition:dom0 / domU<i>: the archive and its key (whose name the filesystem UUID
-    derives from), the ext4 label, the free space in MiB, the time stamp, the identity, and the
-    extra files written into it (dom0's xl configs: path in the filesystem, bytes)."""
+    derives from), the ext4 label, the free space in MiB, the time stamp, the identity (of this
+    partition alone: `rootfs_identity`), the extra files written into it (dom0's xl configs:
+    path in the filesystem, bytes), and how it is built (`formats.rootfs.rootfs_path` and the
+    mke2fs release), so a new e2fsprogs rebuilds it."""
 
     archive: Path
     key: str
@@ -82,6 +84,7 @@ class RootfsPartitionInput:
     epoch: int
     identity: str
     extra: tuple[tuple[str, bytes], ...] = ()
+    builder: tuple[str, str] = ("", "")
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,24 @@ class DiskTableInput:
     parts: tuple[tuple[str, str, Path], ...]
     table: str = "gpt"
     power_of_two: bool = False
+    boot_mib: int | None = None  # BOOT_PARTITION_SIZE / --boot-size: the boot partition, fixed
 
 
 def disk_identity(config: Config, image: Path) -> str:
     """What the GUIDs, UUIDs and FAT serial derive from: stable across directories and times."""
     names = [b.path for b in config.binaries() + config.rootfs_archives()]
     return "\0".join([image.name, config.uboot_script, *names])
+
+
+def rootfs_identity(image: Path, archive: Binary) -> str:
+    """What a rootfs partition's UUID and hash seed derive from: the disk's name, the key and
+    the archive's path only, so renaming a kernel leaves every rootfs partition's bytes alone."""
+    return "\0".join([image.name, archive.key, archive.path])
+
+
+def rootfs_builder() -> tuple[str, str]:
+    """How rootfs partitions are built here: (`archive` or `extract`, mke2fs's release)."""
+    return rootfs_path(), ".".join(map(str, mke2fs_version()))
 
 
 # ---- actions ------------------------------------------------------------------------------------
@@ -176,7 +191,7 @@ def _ext4_spec(archive: Path, key: str, label: str, slack: int, epoch: int, iden
 
 
 def write_rootfs_partition(part: RootfsPartitionInput, out: str) -> None:
-    """One rootfs partition image `out`: ext4 from the archive, under fakeroot, no root."""
+    """One rootfs partition image `out`: ext4 from the archive, no root (formats.rootfs)."""
     build_rootfs_image(_ext4_spec(part.archive, part.key, part.label, part.slack_mib,
                                   part.epoch, part.identity, dict(part.extra)), Path(out))
     _mark_built(out)
@@ -185,9 +200,21 @@ def write_rootfs_partition(part: RootfsPartitionInput, out: str) -> None:
 def write_disk(table: DiskTableInput, image: str) -> None:
     """disk.img: the partition table and the partitions, updated in place (`assemble_disk`)."""
     identity = table.identity
+    boot_size = None
+    if table.boot_mib is not None:
+        boot_size = table.boot_mib * MIB
+        need = os.stat(table.parts[0][2]).st_size
+        if need > boot_size:
+            raise UserError(f"BOOT_PARTITION_SIZE (--boot-size): the boot partition's image is "
+                            f"{-(-need // MIB)} MiB (its files and {BOOT_SLACK_MIB} MiB), more "
+                            f"than the {table.boot_mib} MiB given")
+    # The boot partition stays number 1 but lies after the rootfs partitions, so a kernel that
+    # grows never moves them (see README, "A stable layout").
     partitions = [PartitionImage(name, BASIC_DATA if kind == "fat" else LINUX_FILESYSTEM,
                                  derive_guid(identity, "partition", name), path,
-                                 mbr_type=_mbr_type(kind, path), bootable=number == 0)
+                                 size=boot_size if number == 0 else None,
+                                 mbr_type=_mbr_type(kind, path), bootable=number == 0,
+                                 last=number == 0)
                   for number, (name, kind, path) in enumerate(table.parts)]
     assemble_disk(image, derive_guid(identity, "disk"), partitions, table.table,
                   table.power_of_two)
@@ -236,11 +263,13 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
     if config.dom0_rootfs:
         rootfs.append(("dom0", config.dom0_rootfs, xl_configs(config, prefix)))
     rootfs += [(f"domU{d.index}", d.rootfs, {}) for d in config.domus if d.rootfs]
+    builder = rootfs_builder() if rootfs else ("", "")
     for number, (name, archive, extra) in enumerate(rootfs, start=2):
         image = str(work / f"{name}.ext4")
         part = RootfsPartitionInput(config.root_dir / archive.path, archive.key,
-                                    f"vos_{number}", options.slack_mib, epoch, identity,
-                                    tuple(sorted(extra.items())))
+                                    f"vos_{number}", options.slack_mib, epoch,
+                                    rootfs_identity(options.image, archive),
+                                    tuple(sorted(extra.items())), builder)
         yield {
             "basename": "ib_partition",
             "name": name,
@@ -256,7 +285,8 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
         }
         parts.append((f"Linux{number}", "ext4", Path(image)))
     image_path = str(options.image)
-    table = DiskTableInput(identity, tuple(parts), config.partition_table, options.power_of_two)
+    table = DiskTableInput(identity, tuple(parts), config.partition_table, options.power_of_two,
+                           config.boot_partition_mib)
     yield {
         "basename": "ib_disk",
         "doc": "the disk image: partition table and partitions, updated in place",

@@ -40,6 +40,11 @@ class ExplainRun(UptodateCalculator):  # type: ignore[misc]
     def __call__(self, task: Any, values: dict[str, Any]) -> None:
         return None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # doit's process runner sends each task's attributes back to the parent by pickle:
+        # the dependency manager (open state files) and the task list stay behind.
+        return {**self.__dict__, "dep_manager": None, "get_val": None, "tasks_dict": {}}
+
 
 def changed_settings(before: Any, after: Any, prefix: str = "") -> list[str]:
     """The dotted names of the fields that differ between two JSON payloads (a list or a

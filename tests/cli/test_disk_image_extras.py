@@ -89,7 +89,7 @@ def test_a_dos_disk_has_a_bootable_fat_partition_then_primary_linux_partitions(
     assert [(p["type"], p.get("bootable", False)) for p in parts] == [
         ("e", True), ("83", False), ("83", False)]
     assert [p["node"][-1] for p in parts] == ["1", "2", "3"]  # primary: dom0 is sda2
-    assert parts[0]["start"] == 2048
+    assert parts[1]["start"] == 2048  # the boot partition lies after the rootfs partitions
     boot = extract(dos_inputs / "disk.img", parts[0], tmp_path / "boot.vfat")
     subprocess.run(["fsck.fat", "-n", str(boot)], check=True, capture_output=True)
     for name in ("BOOT.BIN", "firmware/pmufw.elf", "passthrough/partial.dtb", "boot.scr"):

@@ -59,7 +59,8 @@ BUILD = r"""
 import json, sys
 from pathlib import Path
 from ibtasks.errors import UserError
-from ibtasks.formats.ext4 import RootfsSpec, build_rootfs_image
+from ibtasks.formats.ext4 import RootfsSpec
+from ibtasks.formats.rootfs import build_rootfs_image
 a = json.loads(sys.argv[1])
 spec = RootfsSpec(archive=Path(a["archive"]), key=a["key"], label=a["label"],
                   slack_mib=a["slack_mib"], epoch=a["epoch"], uuid=a["uuid"],
@@ -70,6 +71,18 @@ except UserError as exc:
     print(exc, file=sys.stderr)
     sys.exit(2)
 """
+
+
+# Both ways of building a rootfs partition (ibtasks.formats.rootfs): every test runs on each,
+# the path forced with IBTASKS_EXT4_PATH so a missing e2fsprogs 1.47.1+ fails the archive runs.
+BUILDER = {"path": "archive"}
+
+
+@pytest.fixture(params=["archive", "extract"], autouse=True)
+def rootfs_builder(request: pytest.FixtureRequest) -> Iterator[str]:
+    BUILDER["path"] = request.param
+    yield request.param
+    BUILDER["path"] = "archive"
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +145,8 @@ def build(
         "extra": extra or {},
         "image": image,
     }
-    return run_as_user([python, "-c", BUILD, json.dumps(args)], cwd=work)
+    return run_as_user([python, "-c", BUILD, json.dumps(args)], cwd=work,
+                       env={"IBTASKS_EXT4_PATH": BUILDER["path"]})
 
 
 def workdir(tmp_path: Path, name: str = "work") -> Path:
@@ -218,7 +232,9 @@ def check_root_filesystem(image: Path) -> None:
     assert [entry.split("/")[5] for entry in mnt] == [".", ".."]  # empty
     assert inode(image, "/mnt")["mtime"] == hex(PAST)
     for path in ("/", "/bin/su", "/dev/console", "/etc", "/lost+found"):
-        assert inode(image, path)["ctime"] == hex(EPOCH), path
+        # mke2fs -d archive takes ctime from the archive, which (GNU tar, cpio) has none: 0.
+        made = BUILDER["path"] == "extract" or path == "/lost+found"
+        assert int(inode(image, path)["ctime"], 16) == (EPOCH if made else 0), path
     root = inode(image, "/")
     assert (root["mode"], root["uid"], root["gid"]) == ("0755", "0", "0")
 
@@ -382,8 +398,10 @@ def failing_inputs(work: Path) -> dict[str, str]:
         "symlink etc",
         "hardlink.tar": "DOMU_ROOTFS[1]: hardlink.tar: member shadow is a hard link to "
         "../../etc/shadow, outside the root",
+        # mke2fs -d archive needs the size first: the headers are read, the data skipped.
         "truncated.tgz": "DOMU_ROOTFS[1]: truncated.tgz: corrupt or truncated archive at member "
-        "blob: truncated gzip input",
+        + ("blob: truncated gzip input" if BUILDER["path"] == "extract" else
+           "blob: Truncated input file (needed 300032 bytes, only 0 available)"),
         "missing.tar": "DOMU_ROOTFS[1]: missing.tar: cannot read: No such file or directory",
     }
 

@@ -109,7 +109,8 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("whole_group", [True, False])
 def test_a_killed_disk_image_build_leaves_no_faked_and_the_next_build_heals(
-        tmp_path: Path, whole_group: bool) -> None:
+        tmp_path: Path, whole_group: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IBTASKS_EXT4_PATH", "extract")  # the path that runs fakeroot
     reference = make_xen_inputs(tmp_path / "reference", payload=64 << 20)
     inputs = tmp_path / "killed"
     shutil.copytree(reference, inputs)
@@ -134,6 +135,38 @@ def test_a_killed_disk_image_build_leaves_no_faked_and_the_next_build_heals(
     assert [p for p in fakeds if alive(p)] == []
     assert list((inputs / ".ibtasks").glob(".*.ibtmp-*")), os.listdir(inputs / ".ibtasks")
 
+    healed = run(inputs, *DISK)
+    assert healed.returncode == 0, healed.stderr
+    assert [p.name for p in (inputs / ".ibtasks").iterdir() if ".ibtmp-" in p.name] == []
+    for name in (*OUTPUTS, "disk.img"):
+        assert (inputs / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("whole_group", [True, False])
+def test_a_killed_mke2fs_of_the_archive_path_leaves_nothing_running_and_the_next_build_heals(
+        tmp_path: Path, whole_group: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IBTASKS_EXT4_PATH", "archive")
+    reference = make_xen_inputs(tmp_path / "reference", payload=64 << 20)
+    inputs = tmp_path / "killed"
+    shutil.copytree(reference, inputs)
+    assert run(reference, *DISK).returncode == 0
+    build = subprocess.Popen(ibtasks_argv(*DISK), cwd=inputs, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tools: dict[int, str] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and build.poll() is None:
+        tools = {p: n for p, n in descendants(build.pid).items()
+                 if n in ("mke2fs", "mkfs.ext4")}
+        if tools and list((inputs / ".ibtasks").glob(".*.ext4.ibtmp-*")):
+            break
+        time.sleep(0.005)
+    assert tools, "no mke2fs seen under the build"
+    os.killpg(build.pid, signal.SIGKILL) if whole_group else build.kill()
+    build.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in tools):
+        time.sleep(0.05)
+    assert [p for p in tools if alive(p)] == []
     healed = run(inputs, *DISK)
     assert healed.returncode == 0, healed.stderr
     assert [p.name for p in (inputs / ".ibtasks").iterdir() if ".ibtmp-" in p.name] == []

@@ -8,6 +8,7 @@ PARTITION_TABLE, rerun only disk tasks; values only the layout reads (STRICT) on
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -141,3 +142,44 @@ def test_more_rootfs_slack_reruns_the_rootfs_partitions_and_the_disk(seed_inputs
     ran_now = ran(disk_image(seed_inputs, "-t", "sd", "-o", "disk.img", "-s", "64"))
     assert ran_now == {"ib_partition:dom0", "ib_partition:domU1", "ib_disk", "ib_bmap"}
 
+
+
+def test_a_renamed_domu_kernel_reruns_the_boot_partition_but_no_rootfs_partition(
+    seed_inputs: Path,
+) -> None:
+    shutil.copytree(seed_inputs / "zynqmp-dom1", seed_inputs / "zynqmp-dom1-v2")
+    ran_now = disk_rebuilt_after(seed_inputs, ("zynqmp-dom1/", "zynqmp-dom1-v2/"))
+    assert {n for n in ran_now if n.startswith(("ib_partition", "ib_disk"))} == {
+        "ib_partition:boot", "ib_disk"}
+
+
+def test_a_renamed_dom0_kernel_reruns_the_boot_partition_but_no_rootfs_partition(
+    seed_inputs: Path,
+) -> None:
+    shutil.copy(seed_inputs / "Image-dom0", seed_inputs / "Image-dom0-6.1")
+    ran_now = disk_rebuilt_after(seed_inputs, ('"Image-dom0"', '"Image-dom0-6.1"'))
+    assert {n for n in ran_now if n.startswith(("ib_partition", "ib_disk"))} == {
+        "ib_partition:boot", "ib_disk"}
+
+
+def test_a_grown_kernel_reruns_the_boot_partition_but_no_rootfs_partition(
+    seed_inputs: Path,
+) -> None:
+    write_config(seed_inputs, DISK)
+    assert ran(disk_image(seed_inputs, "-t", "sd", "-o", "disk.img"))
+    with open(seed_inputs / "Image-dom0", "ab") as kernel:
+        kernel.write(b"\0" * (1 << 20))
+    ran_now = ran(disk_image(seed_inputs, "-t", "sd", "-o", "disk.img"))
+    assert {n for n in ran_now if n.startswith(("ib_partition", "ib_disk"))} == {
+        "ib_partition:boot", "ib_disk"}
+
+
+def test_one_changed_archive_reruns_its_partition_only(seed_inputs: Path) -> None:
+    write_config(seed_inputs, DISK)
+    assert ran(disk_image(seed_inputs, "-t", "sd", "-o", "disk.img"))
+    archive = seed_inputs / "rootfs-domU.tar.gz"
+    subprocess.run(["sh", "-c", f"gzip -dc {archive} > x.tar && mkdir -p n && echo new > n/f && "
+                    f"tar -rf x.tar n/f && gzip -nc x.tar > {archive} && rm -r x.tar n"],
+                   cwd=seed_inputs, check=True)
+    ran_now = ran(disk_image(seed_inputs, "-t", "sd", "-o", "disk.img"))
+    assert ran_now == {"ib_partition:domU1", "ib_disk", "ib_bmap"}
