@@ -148,7 +148,7 @@ def test_a_watched_check_run_boots_again_after_the_kernel_changes(scenario: Path
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
     assert "ibtasks: changed: Image" in seen
-    assert "ibtasks: running ib_check:DOM0_KERNEL" in seen
+    assert "ibtasks: running ib_check:DOM0_KERNEL: Image changed" in seen
     times = {line.split()[0]: float(line.split()[1]) for line in seen
              if line.strip().startswith(("DOM0-ALIVE", "DOMU0-ALIVE"))}
     assert set(times) == {"DOM0-ALIVE", "DOMU0-ALIVE"}
