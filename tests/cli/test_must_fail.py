@@ -26,6 +26,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -261,6 +262,9 @@ def left_behind(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return changes
 
 
+PROGRESS_LINE = re.compile(r"ibtasks: ib_(partition:\w+|disk|bmap): (writing|reading|done)[^\n]*")
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_config_that_must_fail_prints_its_one_line_error_and_leaves_nothing_behind(
         case: Case, mistaken_inputs: Path, tmp_path: Path,
@@ -269,8 +273,12 @@ def test_config_that_must_fail_prints_its_one_line_error_and_leaves_nothing_behi
         before = snapshot(directory, digests)
         result = run_case(case, directory)
         after = snapshot(directory, digests)
-    assert (result.returncode, result.stderr, result.stdout) == (
-        EXIT_USER_ERROR, case.stderr, ""), case.summary
+    # disk-image reports each step as it starts and ends (cli.progress): the steps that began
+    # before the error may be on stdout, nothing else; the error is the one stderr line.
+    progress = [line for line in result.stdout.splitlines()
+                if case.subcommand == "disk-image" and PROGRESS_LINE.fullmatch(line)]
+    assert (result.returncode, result.stderr, result.stdout.splitlines()) == (
+        EXIT_USER_ERROR, case.stderr, progress), case.summary
     assert left_behind(before, after) == []
 
 

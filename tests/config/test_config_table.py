@@ -113,8 +113,10 @@ NUMBER_ROWS = [s.name for s in SETTINGS if s.kind is Kind.NUMBER]
 
 
 def test_every_number_row_has_a_hex_case_here() -> None:
-    # NUM_BOOT_AUX_FILE lands in disk.img only: its case is the build_config test below.
-    assert sorted([*HEX_CASES, "NUM_BOOT_AUX_FILE"]) == sorted(NUMBER_ROWS)
+    # NUM_BOOT_AUX_FILE and BOOT_PARTITION_SIZE land in disk.img only: their cases are the
+    # build_config tests below.
+    assert sorted([*HEX_CASES, "NUM_BOOT_AUX_FILE", "BOOT_PARTITION_SIZE"]) == sorted(
+        NUMBER_ROWS)
 
 
 @pytest.mark.parametrize("name", sorted(HEX_CASES))
@@ -136,6 +138,11 @@ def test_boot_aux_file_count_in_hex_counts_the_files(seed_inputs: Path) -> None:
     config = config_of(seed_inputs, ONE_DOMU + "NUM_BOOT_AUX_FILE=0x2\nBOOT_AUX_FILE[0]=xen\n"
                        "BOOT_AUX_FILE[1]=design.bit\n")
     assert [b.path for b in config.boot_aux_files] == ["xen", "design.bit"]
+
+
+def test_boot_partition_size_in_hex_is_its_mib(seed_inputs: Path) -> None:
+    config = config_of(seed_inputs, ONE_DOMU + "BOOT_PARTITION_SIZE=0x40\n")
+    assert config.boot_partition_mib == 64
 
 
 # ---- numbers inside text values follow the same rule ------------------------------------------
@@ -188,6 +195,8 @@ RANGE_CASES: dict[str, tuple[str, str]] = {
                              "expected a number from 0 to 4294967295, got '4294967296'"),
     "DOMU_DOMID": ("DOMU_DOMID[0]=0x7ff0", "DOMU_DOMID[0]: expected a domain id from 0 to "
                    "32751, got '0x7ff0'"),
+    "BOOT_PARTITION_SIZE": ("BOOT_PARTITION_SIZE=0x0",
+                            "BOOT_PARTITION_SIZE: must be at least 1 MiB"),
     "DOMU_TRAP_UNMAP": ("DOMU_TRAP_UNMAP[0]=0x2", "DOMU_TRAP_UNMAP[0]: expected 0 or 1 from 0 "
                         "to 1, got '0x2'"),
 }
