@@ -97,9 +97,12 @@ def test_xen_boots_from_a_dos_disk_and_dom0_mounts_its_primary_rootfs_partition(
     assert result.ok, describe_failure(result)
     log = result.log_path.read_text(errors="replace")
     assert "Partition Type: DOS" in log
-    # U-Boot's part list: partition 1 at sector 2048, type 0e (FAT16 LBA), boot flag set.
-    assert re.search(r"^\s+1\s+2048\s+\d+\s+\S+\s+0e Boot\s*$", log, re.M), log
-    assert re.search(r"^\s+2\s+\d+\s+\d+\s+\S+\s+83\s*$", log, re.M), log
+    # U-Boot's part list: partition 1 is the boot partition, type 0e (FAT16 LBA), boot flag
+    # set, laid out after the rootfs partition (README "A stable layout"), which starts at 2048.
+    boot = re.search(r"^\s+1\s+(\d+)\s+\d+\s+\S+\s+0e Boot\s*$", log, re.M)
+    rootfs = re.search(r"^\s+2\s+(\d+)\s+(\d+)\s+\S+\s+83\s*$", log, re.M)
+    assert boot and rootfs, log
+    assert int(rootfs[1]) == 2048 and int(boot[1]) >= int(rootfs[1]) + int(rootfs[2]), log
     # md.b's ASCII column shows the aux file U-Boot loaded from the boot partition.
     assert f"{len(AUX_TEXT)} bytes read" in log
     assert "AUX-FILE-FROM-TH" in log and "E-BOOT-PARTITION" in log
