@@ -75,14 +75,17 @@ def test_run_from_the_built_disk_image_boots_every_domain(scenario: Path, media:
 
 
 def test_a_failure_text_ends_the_run_with_status_1_and_the_console_tail(scenario: Path) -> None:
+    # Xen's banner comes before any domain's marker, whatever the load: the failure text
+    # always arrives first.
     done = run_ibtasks("run", "-c", "config", "-d", ".", "--expect", "DOM0-ALIVE",
-                       "--fail", "DOMU1-ALIVE", "--timeout", "240", cwd=scenario)
+                       "--fail", "Xen version", "--timeout", "240", cwd=scenario)
     assert done.returncode == 1
-    assert "FAILED: console: " in done.stdout and "DOMU1-ALIVE" in done.stdout
+    assert "FAILED: console: " in done.stdout and "Xen version" in done.stdout
     assert done.stderr.count("boot failed: console: ") == 1
     tail = done.stderr.split("last console lines")[1]
-    assert "DOMU1-ALIVE" in tail and "(XEN)" in tail
-    assert "DOMU1-ALIVE" in (scenario / ".ibtasks" / "console.log").read_text()
+    assert "Xen version" in tail and "(XEN)" in tail
+    assert "DOM0-ALIVE" not in tail
+    assert "Xen version" in (scenario / ".ibtasks" / "console.log").read_text()
 
 
 def test_a_marker_that_never_arrives_fails_at_the_timeout(scenario: Path) -> None:
