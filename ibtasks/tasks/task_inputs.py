@@ -139,7 +139,8 @@ def _blanked(config: Config, **fields: Any) -> Config:
     layout's), and what was found while loading (warnings)."""
     blanks: dict[str, Any] = {
         "uboot_source": "", "uboot_script": "", "boot_fs": "fat", "partition_table": "gpt",
-        "boot_aux_files": (), "strict": False, "warnings": (), "environ_used": (),
+        "boot_aux_files": (), "boot_partition_mib": None, "strict": False, "warnings": (),
+        "environ_used": (),
         # dom0's root= is already in dom0_cmd; the rootfs partitions are disk-image's; the
         # xl configs (DOMU_CMD as given, DOMU_DRIVER_DOMAIN) are in dom0's partition.
         "dom0_rootfs": None,

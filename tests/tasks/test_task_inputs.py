@@ -63,7 +63,7 @@ def full_config() -> Config:
         dom0_rootfs=binary("DOM0_ROOTFS", "rootfs.tar", 7), domus=(domu,),
         uboot_source="boot.source", uboot_script="boot.scr", fdtedit="boot.dtb",
         preedited_dtb=True, boot_fs="ext4", warnings=("a warning",), environ_used=("HOME",),
-        strict=True, partition_table="dos",
+        strict=True, partition_table="dos", boot_partition_mib=64,
         boot_aux_files=(binary("BOOT_AUX_FILE[0]", "BOOT.BIN", 8),),
         fit=FitSettings("boot.fit", ROOT / "keys", "dev", ROOT / "u-boot.dtb", "config:9"),
         xen_props=XenProps(((0x30000000, 0x1000000),), "config:25", "0-1", "2-3",
