@@ -17,6 +17,7 @@ from ibtasks.errors import UserError, warning_line
 
 if TYPE_CHECKING:
     from ibtasks.config.model import Config
+    from ibtasks.config.reader import RawConfig
     from ibtasks.tasks.ownership import OutputGuard
 
 
@@ -154,11 +155,13 @@ def _takes_option(parser: argparse.ArgumentParser, command: str, word: str) -> b
     return False
 
 
-def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None) -> Config:
-    """The validated config of a command line; when it does not validate, `guard` removes the
-    outputs it names that ibtasks wrote earlier (never a user's file). Warnings are printed as
-    soon as they are known (before an error they may explain); with --strict or STRICT=y the
-    first one is the error."""
+def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None
+                     ) -> tuple[Config, RawConfig]:
+    """The validated config of a command line, and the raw values it was built from (for the
+    keys kept out of it, such as CACHE); when it does not validate, `guard` removes the outputs
+    it names that ibtasks wrote earlier (never a user's file). Warnings are printed as soon as
+    they are known (before an error they may explain); with --strict or STRICT=y the first one
+    is the error."""
     from ibtasks.config.build import (
         build_config,
         check_strict,
@@ -213,7 +216,7 @@ def config_from_args(args: argparse.Namespace, guard: OutputGuard | None = None)
         raise
     print_warnings(config.warnings[len(raw.warnings):])
     check_writable(config.output_dir)
-    return config
+    return config, raw
 
 
 def print_warnings(warnings: Sequence[str]) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ibtasks.cache.location import CacheLocation, cache_location
+
+if TYPE_CHECKING:
+    from ibtasks.config.reader import RawConfig
 
 
 def add_cache_flags(parser: argparse.ArgumentParser) -> None:
@@ -21,15 +24,13 @@ def add_cache_flags(parser: argparse.ArgumentParser) -> None:
                              "also IBTASKS_CACHE_READ_ONLY=1)")
 
 
-def cache_from_args(args: argparse.Namespace) -> CacheLocation | None:
-    """The cache a command line, its config (read again, quietly: the keys are not part of
-    the validated config, so that no task's input changes with the cache) or the environment
+def cache_from_args(args: argparse.Namespace, raw: RawConfig) -> CacheLocation | None:
+    """The cache a command line, its config's raw values `raw` (the keys are not part of the
+    validated config, so that no task's input changes with the cache) or the environment
     names; None when none. Raises UserError naming `--cache`, the config's file, line and
     CACHE, or IBTASKS_CACHE for a malformed location."""
-    from ibtasks.config.loader import read_config_file
     from ibtasks.config.settings import is_set
 
-    raw = read_config_file(Path(args.config), warn=lambda message: None)
     key = raw.values.get(("CACHE", None))
     read_only_key = raw.values.get(("CACHE_READ_ONLY", None))
     return cache_location(getattr(args, "cache", None),

@@ -45,7 +45,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None =
     from ibtasks.tasks.runner import run_graph
 
     text_to_stderr = check_json_flags(args.json, args.doit_args)
-    config = config_from_args(args, guard)
+    config, raw = config_from_args(args, guard)
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"-j {args.jobs}: give 1 or more jobs")
     if args.boot_size is not None and args.boot_size < 1:
@@ -57,7 +57,7 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None =
     image = Path(args.image)
     check_writable(image.parent if str(image.parent) else Path("."), f"-o {args.image}: ")
     options = DiskOptions(image=image, work=work, slack_mib=args.slack,
-                          power_of_two=args.power_of_two, cache=cache_from_args(args))
+                          power_of_two=args.power_of_two, cache=cache_from_args(args, raw))
     # The script: the one uboot-script-gen made (again, with its flags), the user's own as it
     # is, or ours with disk-image's flags (see ibtasks.tasks.chain).
     flags = script_flags(args)

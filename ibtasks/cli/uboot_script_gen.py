@@ -37,8 +37,8 @@ def uboot_script_gen(args: argparse.Namespace, stamp: str | None, guard: OutputG
     if args.memory_map_svg:  # before anything is built: a failed build leaves no output
         svg = Path(args.memory_map_svg)
         check_writable(svg.parent if str(svg.parent) else Path("."), f"--memory-map-svg {svg}: ")
-    config = config_from_args(args, guard)
-    cache = cache_from_args(args)
+    config, raw = config_from_args(args, guard)
+    cache = cache_from_args(args, raw)
     check_output_clashes(boot_outputs(config, args.output_name),
                          inputs(config, Path(args.config)))
     epoch = source_date_epoch(os.environ)
