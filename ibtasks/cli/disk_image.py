@@ -31,7 +31,12 @@ def parallel_flags(jobs: int | None) -> list[str]:
 def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None = None) -> int:
     from dataclasses import replace
 
-    from ibtasks.cli.json_result import build_result, check_json_flags, render_result
+    from ibtasks.cli.json_result import (
+        build_result,
+        check_json_flags,
+        describe_partitions,
+        render_result,
+    )
     from ibtasks.cli.progress import DiskProgress
     from ibtasks.config.build import check_strict
     from ibtasks.config.model import Options
@@ -101,7 +106,8 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None =
     if args.work:
         # -w names a folder of the user's (`-w .` is common): the partition images and their
         # records there are kept from their files like any output.
-        guarded += [anchor / target for task in tasks if task.get("basename") == "ib_partition"
+        guarded += [anchor / target for task in tasks
+                    if task.get("basename") in ("ib_partition", "ib_bmap")
                     for target in task["targets"]]
     # Progress and the summary on stdout, unless it carries JSON (cli.progress).
     progress = DiskProgress(sys.stderr if text_to_stderr else sys.stdout, anchor)
@@ -119,17 +125,19 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None =
         if (work_dir(config) / "layout.json").exists():  # none when the script is the user's
             layout = print_layout_warnings(work_dir(config))
             quiet &= not layout.warnings
-        result = build_result("disk-image", [*generated, *disk_outputs(options)], layout,
-                              run_log or RunLog(), image)
-        progress.summary(run_log or RunLog(), result["disk"], image)
+        # The summary reads the partition table only; outputs are hashed (O(disk)) for --json.
+        disk = describe_partitions(image)
+        progress.summary(run_log or RunLog(), disk, image)
         if args.json:
-            sys.stdout.write(render_result(result))
+            sys.stdout.write(render_result(build_result(
+                "disk-image", [*generated, *disk_outputs(options)], layout, run_log or RunLog(),
+                image)))
         if stamp is not None and quiet and not config.warnings:
             from ibtasks.cli.disk_stamp import record_disk_run
 
             # What the replayed no-op prints: the disk's summary with nothing rebuilt.
             replay = io.StringIO()
-            DiskProgress(replay, anchor).summary(RunLog(), result["disk"], image, timed=False)
+            DiskProgress(replay, anchor).summary(RunLog(), disk, image, timed=False)
             record_disk_run(stamp, args.config, config.environ_used, tasks, anchor,
                             work_dir(config), replay.getvalue())
     return code

@@ -18,10 +18,11 @@ import hashlib
 import os
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from ibtasks.errors import UserError
+from ibtasks.formats.disk_changes import Span, touches
 
 BMAP_VERSION = "2.0"
 BLOCK_SIZE = 4096  # bytes, bmaptool's default and the page size of the boards it writes to
@@ -88,21 +89,36 @@ def _range_checksum(fd: int, first: int, last: int, block_size: int) -> str:
     return digest.hexdigest()
 
 
-def map_image(path: str | os.PathLike[str], block_size: int = BLOCK_SIZE) -> BlockMap:
+def map_image(path: str | os.PathLike[str], block_size: int = BLOCK_SIZE,
+              known: Mapping[tuple[int, int], str] | None = None) -> BlockMap:
     """The block map of the image file at `path`: its data ranges with their checksums.
 
+    `known` gives the checksums of ranges (first, last block) whose bytes the caller knows
+    unchanged since they were hashed: a data range found again with the same bounds takes its
+    checksum from there instead of being read (see `reusable_checksums`).
     Raises UserError naming the file when it cannot be read."""
+    known = known or {}
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise UserError(f"cannot read {os.fspath(path)} for its block map: {exc.strerror}") from exc
     try:
         size = os.fstat(fd).st_size
-        ranges = tuple((first, last, _range_checksum(fd, first, last, block_size))
+        ranges = tuple((first, last, known.get((first, last))
+                        or _range_checksum(fd, first, last, block_size))
                        for first, last in data_ranges(fd, size, block_size))
     finally:
         os.close(fd)
     return BlockMap(size, block_size, ranges)
+
+
+def reusable_checksums(previous: BlockMap, changed: Sequence[Span]) -> dict[tuple[int, int], str]:
+    """The checksums of `previous` (the block map of an earlier version of the image) for the
+    ranges none of whose bytes lie in `changed`, the (offset, length) byte spans written since
+    that version, keyed by (first, last) block."""
+    size = previous.block_size
+    return {(first, last): checksum for first, last, checksum in previous.ranges
+            if not touches(first * size, (last - first + 1) * size, changed)}
 
 
 def _human(size: int) -> str:

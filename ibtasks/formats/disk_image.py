@@ -37,6 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from ibtasks.errors import UserError, hex_and_dec
+from ibtasks.formats.disk_changes import (
+    Span,
+    changed_ranges,
+    file_stamp,
+    new_generation,
+    outside,
+    part_stamp,
+)
 from ibtasks.formats.gpt import SECTOR, GptPartition, GptTable, build_gpt
 from ibtasks.formats.mbr import LINUX, MbrTable, build_mbr, derive_disk_id, mbr_partitions
 from ibtasks.formats.sparse_copy import clear_range, copy_sparse
@@ -45,8 +53,7 @@ from ibtasks.fsutil import make_temp_beside, write_atomic
 MIB = 1024 * 1024
 FIRST_LBA = 2048
 ALIGN_SECTORS = MIB // SECTOR
-RECORD_VERSION = 3
-CHANGES_VERSION = 1
+RECORD_VERSION = 4
 
 
 
@@ -136,87 +143,6 @@ def build_table(
     return build_mbr(MbrTable(derive_disk_id(table.disk_guid), entries)), b""
 
 
-def _stamp(st: os.stat_result) -> dict[str, int]:
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "dev": st.st_dev}
-
-
-def changes_path(image: str | os.PathLike[str]) -> Path:
-    """Where a partition builder records the ranges it rewrote in `image`."""
-    return Path(f"{os.fspath(image)}.changes.json")
-
-
-def new_generation() -> str:
-    """A fresh generation token: unique, so no stale list can match it by accident."""
-    return uuid.uuid4().hex
-
-
-def write_changes(
-    image: Path, generation: str, previous: str | None, ranges: Sequence[tuple[int, int]] | None
-) -> None:
-    """Say that `image` is now `generation`, and differs from `previous` only in `ranges`.
-
-    `ranges` None (or `previous` None) means everything may have changed. Written after the
-    image, stamped with its (size, mtime, inode), so it is ignored once the image changes again.
-    """
-    body = {
-        "version": CHANGES_VERSION,
-        "generation": generation,
-        "previous": previous if ranges is not None else None,
-        "image": _stamp(os.stat(image)),
-        "ranges": [[int(o), int(n)] for o, n in ranges] if ranges is not None else None,
-    }
-    write_atomic(changes_path(image), json.dumps(body).encode() + b"\n")
-
-
-def read_changes(image: str | os.PathLike[str], st: os.stat_result | None = None) -> Any:
-    """The changes record of `image` if it describes the image as it is now, else None."""
-    try:
-        data = json.loads(changes_path(image).read_text())
-        current = st if st is not None else os.stat(image)
-        if (
-            isinstance(data, dict)
-            and data.get("version") == CHANGES_VERSION
-            and isinstance(data.get("generation"), str)
-            and data.get("image") == _stamp(current)
-        ):
-            return data
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _part_stamp(image: Path) -> tuple[dict[str, Any], Any]:
-    st = os.stat(image)
-    changes = read_changes(image, st)
-    stamp: dict[str, Any] = dict(_stamp(st))
-    stamp["generation"] = changes["generation"] if changes else None
-    return stamp, changes
-
-
-def _changed_ranges(
-    changes: Any, old: dict[str, Any] | None, stamp: dict[str, Any]
-) -> list[tuple[int, int]] | None:
-    """The ranges to copy if disk.img holds exactly the generation they were computed against."""
-    if not changes or old is None or changes.get("previous") is None:
-        return None
-    if old.get("generation") != changes["previous"] or old.get("size") != stamp["size"]:
-        return None
-    ranges = changes.get("ranges")
-    if not isinstance(ranges, list):
-        return None
-    out = []
-    for item in ranges:
-        if (
-            not isinstance(item, list)
-            or len(item) != 2
-            or not all(isinstance(v, int) and v >= 0 for v in item)
-            or item[0] + item[1] > stamp["size"]
-        ):
-            return None
-        out.append((item[0], item[1]))
-    return out
-
-
 def _load_record(record: Path, output: Path) -> dict[str, Any] | None:
     """The last complete run's record (table digest, images' stamps and places) if disk.img is
     still the disk that run wrote, else None."""
@@ -224,7 +150,7 @@ def _load_record(record: Path, output: Path) -> dict[str, Any] | None:
         data = json.loads(record.read_text())
         if (
             data.get("version") == RECORD_VERSION
-            and data.get("disk") == _stamp(os.stat(output))
+            and data.get("disk") == file_stamp(os.stat(output))
             and isinstance(data.get("parts"), list)
             and isinstance(data.get("places"), list)
         ):
@@ -234,15 +160,13 @@ def _load_record(record: Path, output: Path) -> dict[str, Any] | None:
     return None
 
 
-def _clear_outside(fd: int, kept: Sequence[tuple[int, int]], size: int) -> None:
-    """Make every byte of [0, size) outside the `kept` (offset, length) ranges a hole."""
-    at = 0
-    for offset, length in sorted(kept):
-        if offset > at:
-            clear_range(fd, at, offset - at)
-        at = max(at, offset + length)
-    if size > at:
-        clear_range(fd, at, size - at)
+def read_disk_record(image: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record the last complete `assemble_disk` left beside `image` (`<image>.parts.json`),
+    if `image` is still the disk it wrote, else None. Its `generation` names this version of
+    the disk; `previous` the one before and `changed` the (offset, length) byte spans written
+    since (None: anything may have changed; see `disk_changes`)."""
+    target = Path(image)
+    return _load_record(target.with_name(target.name + ".parts.json"), target)
 
 
 def assemble_disk(
@@ -265,7 +189,7 @@ def assemble_disk(
     same = prev is not None and prev.get("table") == digest
     old: list[Any] | None = prev["parts"] if prev is not None else None
     places = [[entry.first_lba, entry.sectors] for entry in table.partitions]
-    if same and old == [_part_stamp(part.image)[0] for part in partitions]:
+    if same and old == [part_stamp(part.image)[0] for part in partitions]:
         return DiskResult(target, table, (), 0)  # up to date: do not even touch it
     total = table.total_sectors * SECTOR
     written: list[int] = []
@@ -282,15 +206,18 @@ def assemble_disk(
             os.replace(target, partial)  # the disk keeps its blocks: updated in place
             fd = os.open(partial, os.O_RDWR | os.O_NOFOLLOW)
         try:
-            stamps = [_part_stamp(part.image) for part in partitions]
+            stamps = [part_stamp(part.image) for part in partitions]
             kept = [n for n, (stamp, _) in enumerate(stamps)
                     if old is not None and n < len(old) and old[n] == stamp
                     and n < len(prev["places"]) and prev["places"][n] == places[n]]  # type: ignore[index]
+            changed: list[Span] | None = None if prev is None else []
             if not same:  # a new layout: only unchanged partitions in their old place stay
                 os.ftruncate(fd, total)
                 if prev is not None:
-                    _clear_outside(fd, [(places[n][0] * SECTOR, places[n][1] * SECTOR)
-                                        for n in kept], total)
+                    changed = outside([(places[n][0] * SECTOR, places[n][1] * SECTOR)
+                                       for n in kept], total)
+                    for offset, length in changed:
+                        clear_range(fd, offset, length)
                 os.pwrite(fd, primary, 0)
             for number, (part, entry) in enumerate(
                 zip(partitions, table.partitions, strict=True), start=1
@@ -301,11 +228,15 @@ def assemble_disk(
                 before = old[number - 1] if same and old is not None else None
                 start = entry.first_lba * SECTOR
                 written.append(number)
-                ranges = _changed_ranges(changes, before, stamp)
+                ranges = changed_ranges(changes, before, stamp)
                 if ranges is not None:
                     copied += _write_ranges(part.image, fd, start, stamp["size"], ranges)
                     ranged.append(number)
+                    if same and changed is not None:
+                        changed += [(start + at, length) for at, length in ranges]
                     continue
+                if same and changed is not None:
+                    changed.append((start, entry.sectors * SECTOR))
                 # Updating in place: punch holes where the new image has none of its own
                 # data, overwrite the rest (cheaper than freeing all blocks, then allocating).
                 copied += _write_image(part.image, fd, start, stamp["size"], same)
@@ -321,9 +252,12 @@ def assemble_disk(
         body = {
             "version": RECORD_VERSION,
             "table": digest,
-            "disk": _stamp(os.stat(target)),
+            "disk": file_stamp(os.stat(target)),
             "parts": [stamp for stamp, _ in stamps],
             "places": places,
+            "generation": new_generation(),
+            "previous": prev.get("generation") if prev is not None else None,
+            "changed": [list(span) for span in changed] if changed is not None else None,
         }
         write_atomic(record, json.dumps(body, indent=1).encode() + b"\n")
     except OSError as exc:

@@ -12,7 +12,7 @@ epoch, label or volume id, a missing or unreadable manifest) is a full build.
 
 Crash safety: the manifest and the changes record are deleted before the first byte is written
 and written again only after the last, so an interrupted update is followed by a full build.
-The ranges rewritten go to `<image>.changes.json` (see `disk.write_changes`), from which
+The ranges rewritten go to `<image>.changes.json` (see `disk_changes.write_changes`), from which
 `disk.assemble_disk` copies only those ranges into disk.img.
 """
 
@@ -27,14 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ibtasks.errors import UserError
-from ibtasks.formats.disk_image import (
-    changes_path,
-    clear_range,
-    copy_sparse,
-    new_generation,
-    read_changes,
-    write_changes,
-)
+from ibtasks.formats.disk_changes import changes_path, new_generation, read_changes, write_changes
 from ibtasks.formats.fat import (
     FAT16_MAX,
     BootFile,
@@ -44,6 +37,7 @@ from ibtasks.formats.fat import (
     check_label,
     fat_file_extents,
 )
+from ibtasks.formats.sparse_copy import clear_range, copy_sparse
 from ibtasks.fsutil import write_atomic
 
 MANIFEST_VERSION = 1

@@ -93,10 +93,11 @@ def check_output_clashes(outputs: Sequence[NamedFile], read: Sequence[NamedFile]
 
 def disk_outputs(config: Config, image: Path, work: Path, work_label: str) -> list[NamedFile]:
     """disk-image's own outputs: the image (`-o`), its partition record and its block map, and
-    the partition images it keeps in the work folder (`-w`), named as tasks.disk names them."""
+    the partition images and the block map's record it keeps in the work folder (`-w`), named
+    as tasks.disk names them."""
     found = [NamedFile("-o", image), NamedFile("-o", Path(f"{image}.parts.json")),
              NamedFile("-o", Path(f"{image}.bmap"))]
-    names = [f"boot.{'vfat' if config.boot_fs == 'fat' else 'ext4'}"]
+    names = ["bmap.json", f"boot.{'vfat' if config.boot_fs == 'fat' else 'ext4'}"]
     if config.dom0_rootfs is not None:
         names.append("dom0.ext4")
     names += [f"domU{d.index}.ext4" for d in config.domus if d.rootfs is not None]

@@ -26,7 +26,8 @@ from ibtasks.cache.location import CacheLocation
 from ibtasks.config.model import Config
 from ibtasks.config.reader import Binary
 from ibtasks.errors import UserError
-from ibtasks.formats.disk_image import PartitionImage, assemble_disk, changes_path, read_changes
+from ibtasks.formats.disk_changes import changes_path, read_changes
+from ibtasks.formats.disk_image import PartitionImage, assemble_disk
 from ibtasks.formats.ext4 import RootfsSpec
 from ibtasks.formats.fat import BootFile, derive_volume_id
 from ibtasks.formats.fat_update import adopt_fat_image, manifest_path, write_fat_image
@@ -296,7 +297,7 @@ def disk_tasks(config: Config, options: DiskOptions, epoch: int,
         "uptodate": keyed(table, config, by_content=False),
         "clean": True,
     }
-    yield bmap_task(config, image_path)
+    yield bmap_task(config, image_path, work / "bmap.json")
 
 
 def disk_outputs(options: DiskOptions) -> list[Path]:

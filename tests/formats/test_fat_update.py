@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ibtasks.formats import fat_update as fatupdate
-from ibtasks.formats.disk_image import read_changes
+from ibtasks.formats.disk_changes import read_changes
 from ibtasks.formats.fat import BootFile
 from ibtasks.formats.fat_update import FatWrite, manifest_path, write_fat_image
 
