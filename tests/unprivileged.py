@@ -196,14 +196,19 @@ def user_tmp_dir(prefix: str = "ibtasks-test-") -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def require_sudo() -> None:
+    """Fail the test with how to set things up unless we are root and sudo is installed."""
+    if os.geteuid() != 0:
+        pytest.fail("the sudo tests switch users: run them as root", pytrace=False)
+    if shutil.which("sudo") is None:
+        pytest.fail(f"sudo is not installed: {SUDO_SETUP}", pytrace=False)
+
+
 def sudo_user() -> pwd.struct_passwd:
     """The ordinary user `ibsudo` whose sudo runs any command without a password and logs it to
     SUDO_LOG, as .ci/run sets it up; the test fails with how to make it when we are not root,
     sudo is not installed, the user is missing or sudo does not serve it that way."""
-    if os.geteuid() != 0:
-        pytest.fail("the sudo-user tests switch users: run them as root", pytrace=False)
-    if shutil.which("sudo") is None:
-        pytest.fail(f"sudo is not installed: {SUDO_SETUP}", pytrace=False)
+    require_sudo()
     try:
         user = pwd.getpwnam(SUDO_USER)
     except KeyError:

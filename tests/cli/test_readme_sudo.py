@@ -19,6 +19,7 @@ import pytest
 from tests.cli.test_readme_blocks import Block, clone_checkout, read_blocks, run_block, run_blocks
 from tests.unprivileged import (
     login_as,
+    require_sudo,
     sudo_log_since,
     sudo_log_size,
     sudo_user,
@@ -102,10 +103,12 @@ def test_the_quick_start_run_by_a_user_without_sudo_rights_stops_at_its_first_su
         shell: str) -> None:
     """`pasted`: the lines fed to a bash that goes on after a failing command, as an interactive
     shell does; `runner`: the README runner's `bash -e`. Either way nothing after sudo runs."""
+    require_sudo()
     user = pwd.getpwnam(ordinary_user_name())
     rights = subprocess.run(["sudo", "-n", "-l", "-U", user.pw_name], capture_output=True,
                             text=True, check=False)
-    assert f"User {user.pw_name} is not allowed to run sudo" in rights.stdout, rights
+    assert f"User {user.pw_name} is not allowed to run sudo" in rights.stdout, (
+        f"{user.pw_name!r} must stay an ordinary user without sudo rights: {rights.stdout}")
     login, env = login_as(user)
     # A new session: no terminal for sudo to ask a password on, whoever runs the tests.
     login = [*login, "setsid", "--wait"]
