@@ -5,6 +5,8 @@ missing rootless step (a chown, a mknod) that users' builds would hit.
 we are root; `unprivileged_python` gives a Python that user can run, with ibtasks importable:
 IBTASKS_TEST_PYTHON if CI provides one, else a virtual environment made once under /tmp from
 /usr/bin/python3 (root's own Python lives under /root, which other users cannot enter).
+`sudo_user` is the other ordinary user, `ibsudo`, that has password-less sudo (the README's
+quick start is run as it); `ibtest` must have no sudo rights.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ REPO = Path(__file__).resolve().parent.parent
 # Needed by the code the user runs but not (yet) in pyproject.toml's dependencies.
 EXTRA_PACKAGES = ("libarchive-c>=5",)
 BASE_PYTHON = "/usr/bin/python3"
+USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+SUDO_USER = "ibsudo"
+# Where sudo logs the sudo user's commands (the drop-in /etc/sudoers.d/ibtasks-ci of .ci/run).
+SUDO_LOG = Path("/var/log/sudo-ibtasks-ci.log")
+SUDO_SETUP = (
+    "as root: apt-get install -y sudo; useradd -m ibsudo; and the /etc/sudoers.d/ibtasks-ci "
+    "drop-in of .ci/run (`ibsudo ALL=(ALL:ALL) NOPASSWD: ALL` and "
+    f"`Defaults:ibsudo logfile={SUDO_LOG}, loglinelen=0`)"
+)
 
 
 def test_user() -> str:
@@ -60,6 +71,16 @@ def _user_home(user: pwd.struct_passwd) -> str:
     return str(fallback)
 
 
+def login_as(user: pwd.struct_passwd) -> tuple[list[str], dict[str, str]]:
+    """The command prefix (setpriv, from root) and the small clean environment (PATH with the
+    sbin directories, LC_ALL, the user's HOME, USER, LOGNAME) that run a command as `user`."""
+    uid, gid = str(user.pw_uid), str(user.pw_gid)
+    prefix = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+    env = {"PATH": USER_PATH, "LC_ALL": "C.UTF-8", "HOME": _user_home(user),
+           "USER": user.pw_name, "LOGNAME": user.pw_name}
+    return prefix, env
+
+
 def run_as_user(
     argv: Sequence[str | os.PathLike[str]],
     cwd: str | os.PathLike[str],
@@ -69,18 +90,11 @@ def run_as_user(
 
     `env` is added to a small clean environment (PATH with the sbin directories, LC_ALL).
     """
-    full_env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-        "LC_ALL": "C.UTF-8",
-        "HOME": os.environ.get("HOME", "/tmp"),
-    }
+    full_env = {"PATH": USER_PATH, "LC_ALL": "C.UTF-8", "HOME": os.environ.get("HOME", "/tmp")}
     command = [os.fspath(a) for a in argv]
     if os.geteuid() == 0:
-        user = _user_entry()
-        full_env["HOME"] = _user_home(user)
-        full_env["USER"] = full_env["LOGNAME"] = user.pw_name
-        uid = str(user.pw_uid)
-        command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *command]
+        prefix, full_env = login_as(_user_entry())
+        command = [*prefix, *command]
     full_env.update(env or {})
     return subprocess.run(
         command, cwd=cwd, env=full_env, capture_output=True, text=True, check=False
@@ -180,3 +194,52 @@ def user_tmp_dir(prefix: str = "ibtasks-test-") -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def require_sudo() -> None:
+    """Fail the test with how to set things up unless we are root and sudo is installed."""
+    if os.geteuid() != 0:
+        pytest.fail("the sudo tests switch users: run them as root", pytrace=False)
+    if shutil.which("sudo") is None:
+        pytest.fail(f"sudo is not installed: {SUDO_SETUP}", pytrace=False)
+
+
+def sudo_user() -> pwd.struct_passwd:
+    """The ordinary user `ibsudo` whose sudo runs any command without a password and logs it to
+    SUDO_LOG, as .ci/run sets it up; the test fails with how to make it when we are not root,
+    sudo is not installed, the user is missing or sudo does not serve it that way."""
+    require_sudo()
+    try:
+        user = pwd.getpwnam(SUDO_USER)
+    except KeyError:
+        pytest.fail(f"sudo user {SUDO_USER!r} does not exist: {SUDO_SETUP}", pytrace=False)
+    prefix, env = login_as(user)
+    probe = f"sudo probe {os.getpid()} {os.urandom(4).hex()}"
+    done = subprocess.run([*prefix, "sudo", "-n", "/usr/bin/true", probe], cwd="/", env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        pytest.fail(f"{SUDO_USER!r} cannot run sudo without a password ({reason[0]}): "
+                    f"{SUDO_SETUP}", pytrace=False)
+    if probe not in sudo_log_since(0):
+        pytest.fail(f"sudo does not log {SUDO_USER!r}'s commands to {SUDO_LOG}: {SUDO_SETUP}",
+                    pytrace=False)
+    return user
+
+
+def sudo_log_size() -> int:
+    """The size of SUDO_LOG in bytes now (0 if it does not exist yet)."""
+    try:
+        return SUDO_LOG.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def sudo_log_since(start: int) -> str:
+    """What sudo logged to SUDO_LOG after byte `start` (see sudo_log_size)."""
+    try:
+        with SUDO_LOG.open("rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""

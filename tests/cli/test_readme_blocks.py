@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,9 +139,11 @@ def shell_script(block: Block) -> str:
     return "\n".join(line[2:] for line in block.text.splitlines() if line.startswith("$ "))
 
 
-def run_block(block: Block, cwd: Path, env: dict[str, str]) -> Outcome:
+def run_block(block: Block, cwd: Path, env: dict[str, str],
+              login: Sequence[str] = ()) -> Outcome:
     """Run `block` in `cwd` as pasted (bash stops at the first failing command), then check its
-    promises; the returned outcome's cwd is where the block's shell ended."""
+    promises; the returned outcome's cwd is where the block's shell ended. `login` is a command
+    prefix that runs the block as another user (tests.unprivileged.login_as)."""
     if block.file_name:
         (cwd / block.file_name).write_text(block.text)
         return Outcome(0, "", cwd)
@@ -148,9 +151,12 @@ def run_block(block: Block, cwd: Path, env: dict[str, str]) -> Outcome:
     if block.language == "python":
         command = [env.get("READMETEST_PYTHON", "python3"), "-c", block.text]
     else:
-        script = f"{shell_script(block)}\npwd > {shlex.quote(str(where_file))}\n"
+        # The status of the block's last command is the block's: bash -e goes on after a
+        # failure inside an `a && b` chain, leaving it only in $?, as a pasted chain does.
+        script = (f"{shell_script(block)}\nreadme_test_status=$?\n"
+                  f"pwd > {shlex.quote(str(where_file))}\nexit $readme_test_status\n")
         command = ["bash", "-e", "-o", "pipefail", "-c", script]
-    done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+    done = subprocess.run([*login, *command], cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=BLOCK_TIMEOUT,
                           check=False)
     ended = Path(where_file.read_text().strip()) if where_file.exists() else cwd
@@ -165,9 +171,10 @@ def run_block(block: Block, cwd: Path, env: dict[str, str]) -> Outcome:
     return outcome
 
 
-def run_blocks(blocks: list[Block], cwd: Path, env: dict[str, str]) -> dict[int, Outcome]:
-    """Run every runnable, unskipped block in order, by its line; after a failure the rest are
-    reported as not run."""
+def run_blocks(blocks: list[Block], cwd: Path, env: dict[str, str],
+               login: Sequence[str] = ()) -> dict[int, Outcome]:
+    """Run every runnable, unskipped block in order, by its line (each with the command prefix
+    `login`, see run_block); after a failure the rest are reported as not run."""
     outcomes: dict[int, Outcome] = {}
     failed: int | None = None
     for block in blocks:
@@ -177,7 +184,7 @@ def run_blocks(blocks: list[Block], cwd: Path, env: dict[str, str]) -> dict[int,
             outcomes[block.line] = Outcome(-1, "", cwd, [
                 f"README.md:{block.line}: not run, README.md:{failed} failed before it"])
             continue
-        outcome = run_block(block, cwd, env)
+        outcome = run_block(block, cwd, env, login)
         outcomes[block.line] = outcome
         cwd = outcome.cwd
         if outcome.problems:
@@ -241,20 +248,6 @@ def test_every_readme_block_is_run_or_shown_or_skipped_with_a_reason() -> None:
     assert len(RUN_BLOCKS) >= 8
 
 
-def test_the_quick_start_block_works_as_root_and_with_sudo() -> None:
-    quick = next(b for b in README_BLOCKS if "python3 -m venv" in b.text)
-    assert quick.skip_reason is None
-    assert "$SUDO apt-get update\n" in quick.text
-    assert "apt-get install -y python3-venv " in quick.text
-    assert "/usr/bin/python3 -m venv .venv" in quick.text
-    # The first line leaves SUDO empty for root and "sudo" for anyone else, in a real shell.
-    first = quick.text.splitlines()[0]
-    for uid, expected in (("0", ""), ("1000", "sudo")):
-        done = subprocess.run(["bash", "-c", f'id() {{ echo {uid}; }}\n{first}\necho "[$SUDO]"'],
-                              capture_output=True, text=True, check=True)
-        assert done.stdout == f"[{expected}]\n"
-
-
 def test_a_fence_without_a_language_or_with_an_unknown_one_is_reported() -> None:
     blocks = read_blocks("a\n```\nls\n```\n\n```zsh\nls\n```\n\n```text\nout\n```\n")
     assert [p for b in blocks for p in problems_of(b)] == [
@@ -295,6 +288,17 @@ def test_a_failing_block_or_a_broken_promise_is_reported_and_stops_the_rest(
     alone = run_blocks(read_blocks('<!-- readme-test: prints "x" -->\n```sh\nfalse\necho x\n```\n'),
                        tmp_path, user_environment())
     assert alone[2].problems == ["README.md:2: exit status 1", "README.md:2: did not print 'x'"]
+
+
+def test_a_block_whose_command_chain_fails_midway_fails_with_the_chains_status(
+        tmp_path: Path) -> None:
+    markdown = ('<!-- readme-test: prints "x" -->\n```sh\ncd / &&\n(exit 3) &&   # no\n'
+                'echo x\n```\n<!-- readme-test: prints "y" -->\n```sh\nfalse || echo y\n```\n')
+    outcomes = run_blocks(read_blocks(markdown), tmp_path, user_environment())
+    assert outcomes[2].problems == ["README.md:2: exit status 3", "README.md:2: did not print 'x'"]
+    assert outcomes[2].cwd == Path("/")
+    handled = run_blocks(read_blocks(markdown)[1:], tmp_path, user_environment())
+    assert handled[8].problems == []
 
 
 def test_the_readme_json_example_has_the_shape_of_a_real_disk_image_result(
