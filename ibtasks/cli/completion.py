@@ -16,7 +16,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -139,7 +139,12 @@ class _TabcompletionParser(argparse.ArgumentParser):
         raise UserError(f"-- tabcompletion: {message}")
 
 
-def write_completion(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+# How a command line runs, holding its folder's lock (cli.main.run_locked without a stamp).
+Runner = Callable[[argparse.Namespace], int]
+
+
+def write_completion(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                     run: Runner) -> int:
     """`ibtasks SUBCOMMAND ... -- tabcompletion [-s bash|zsh] [--hardcode-tasks]`: write the
     script to stdout, as doit's `tabcompletion` does (same options; the config is read only for
     `--hardcode-tasks`, to list this command line's tasks). Returns 0; a bad option of
@@ -150,23 +155,22 @@ def write_completion(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     chosen = options.parse_args(args.doit_args[1:])
     tasks = None
     if chosen.hardcode_tasks:
-        tasks = list_tasks(args)
+        tasks = list_tasks(args, run)
     sys.stdout.write(render_script(parser, chosen.shell, tasks))
     return 0
 
 
-def list_tasks(args: argparse.Namespace) -> list[str]:
+def list_tasks(args: argparse.Namespace, run: Runner) -> list[str]:
     """The task names of the graph `args` builds (doit's `list --all --quiet`, subtasks and
-    board prefixes included), without the report flags that change only what a build prints."""
-    from ibtasks.cli.main import run_locked
-
+    board prefixes included), run by `run`, without the report flags that change only what a
+    build prints."""
     listing = argparse.Namespace(**vars(args))
     listing.doit_args = ["list", "--all", "--quiet"]
     listing.watch = listing.json = listing.verbose = False
     listing.memory_map, listing.memory_map_svg = False, None
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = run_locked(listing, None)
+        code = run(listing)
     return [line.strip() for line in out.getvalue().splitlines() if line.strip()] if code == 0 \
         else []
 
@@ -193,7 +197,7 @@ def _silenced() -> Iterator[None]:
             os.close(saved)
 
 
-def complete_tasks(line: str) -> int:
+def complete_tasks(line: str, run: Runner) -> int:
     """`ibtasks --complete-tasks LINE` (COMPLETE_TASKS_FLAG): print the task names (one a
     line) of the graph that the words of LINE (the command line typed so far, `ibtasks
     SUBCOMMAND ...`) before its `--` build. Prints nothing, and nothing on stderr, when the
@@ -211,7 +215,7 @@ def complete_tasks(line: str) -> int:
             words = words[:words.index("--")] if "--" in words else words
             args = parse_args(build_parser(), words)
             if hasattr(args, "doit_args"):
-                names = list_tasks(args)
+                names = list_tasks(args, run)
     except (_TooSlow, Exception, SystemExit):  # whatever it is, a TAB prints nothing
         names = []
     finally:

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == [COMPLETE_TASKS_FLAG]:  # the completion script's call (cli.completion)
         from ibtasks.cli.completion import complete_tasks
 
-        return complete_tasks(" ".join(argv[1:]))
+        return complete_tasks(" ".join(argv[1:]), lambda words: run_locked(words, None))
     try:
         parser = build_parser()
         args = parse_args(parser, argv)
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "doit_args", [])[:1] == ["tabcompletion"]:
             from ibtasks.cli.completion import write_completion
 
-            return write_completion(parser, args)
+            return write_completion(parser, args, lambda words: run_locked(words, None))
         if getattr(args, "doit_args", [])[:1] == ["auto"]:
             # doit 0.37 has no `auto` (doit-auto1 needs the unmaintained pyinotify): our
             # --watch (watchfiles) rebuilds the whole graph when an input changes.
