@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ibtasks.cli.arguments import build_parser, parse_args
+from ibtasks.cli.completion_script import COMPLETE_TASKS_FLAG
 from ibtasks.cli.fast_path import remove_stamp, stamp_for
 from ibtasks.cli.folders import check_writable, make_folder, output_dir_of
 from ibtasks.errors import UserError, error_line
@@ -95,6 +96,10 @@ def _heal_state_files(state: Path, stamp: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [COMPLETE_TASKS_FLAG]:  # the completion script's call (cli.completion)
+        from ibtasks.cli.completion import complete_tasks
+
+        return complete_tasks(" ".join(argv[1:]), lambda words: run_locked(words, None))
     try:
         parser = build_parser()
         args = parse_args(parser, argv)
@@ -105,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run.qemu_dtb(args)
             return run.run_system(args, lambda build: run_locked(build, None),
                                   lambda words: parse_args(parser, words))
+        if getattr(args, "doit_args", [])[:1] == ["tabcompletion"]:
+            from ibtasks.cli.completion import write_completion
+
+            return write_completion(parser, args, lambda words: run_locked(words, None))
         if getattr(args, "doit_args", [])[:1] == ["auto"]:
             # doit 0.37 has no `auto` (doit-auto1 needs the unmaintained pyinotify): our
             # --watch (watchfiles) rebuilds the whole graph when an input changes.

@@ -1,5 +1,6 @@
 """The doit commands the first round left out, through our CLI: each exits as doit does and
-does its work (forget without a name, list, info, strace, tabcompletion, auto)."""
+does its work (forget without a name, list, info, strace, auto;
+tabcompletion: tests/cli/test_completion.py)."""
 
 from __future__ import annotations
 
@@ -62,14 +63,6 @@ def test_strace_runs_the_task_under_doits_strace_and_exits_0(seed_inputs: Path) 
     traced = doit(seed_inputs, "strace", "ib_boot_scr").stdout.splitlines()
     assert traced[-2:] == [".  ib_boot_scr", ".  strace_report"]
     assert (seed_inputs / "boot.scr").is_file()
-
-
-def test_tabcompletion_is_written_for_the_ibtasks_command(seed_inputs: Path) -> None:
-    script = doit(prepare(seed_inputs), "tabcompletion").stdout
-    assert script.rstrip().endswith("complete -o filenames -F _ibtasks ibtasks")
-    assert "__main__" not in script
-    checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
-    assert checked.returncode == 0, checked.stderr
 
 
 def test_auto_rebuilds_when_an_input_changes_and_stops_on_ctrl_c(seed_inputs: Path) -> None:
