@@ -2,23 +2,31 @@
 assembly, the block map) as it runs, and a summary at the end (the partitions as the image's
 table has them, sizes, what was rebuilt, the time).
 
-On a terminal the steps are live (rich): a spinner, the time so far and the bytes the step
-has written (its target or the `.<target>.ibtmp-*` temporary beside it, polled on each
-refresh). Otherwise, as in CI logs, one plain line when a step starts and one when it ends.
+On a terminal the steps are live (rich): a spinner, how far the rootfs archive has been read
+(cli.read_progress: bytes, percent, rate), the time so far and the bytes the step has written
+(its target or the `.<target>.ibtmp-*` temporary beside it, polled on each refresh). Otherwise,
+as in CI logs, one plain line when a step starts and one when it ends, and for a long archive
+read a line on how far it is at most every PLAIN_INTERVAL seconds.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ibtasks.cli.read_progress import ReadWatch
 from ibtasks.fsutil import temp_prefix
 from ibtasks.plan.memory_map import human_size
 from ibtasks.tasks.run_log import RunListener, RunLog, TaskRecord
 
 DISK_STEPS = ("ib_partition", "ib_disk", "ib_bmap")
+# Without a terminal: the least time between two lines on a step's archive read (seconds).
+PLAIN_INTERVAL = 10.0
+# On a terminal: how often the live rows are redrawn (per second).
+LIVE_REFRESH = 4.0
 
 
 def is_disk_step(name: str) -> bool:
@@ -45,13 +53,17 @@ def bytes_written(target: Path) -> int:
     return max(sizes)
 
 
+def _archives(task: Any) -> list[Path]:
+    """The rootfs archives a step reads (paths as doit has them), sorted."""
+    rootfs = task.name.startswith("ib_partition:") and task.name != "ib_partition:boot"
+    return sorted(Path(d) for d in task.file_dep if rootfs
+                  and any(s in Path(d).name for s in (".tar", ".cpio", ".tgz")))
+
+
 def _describe_start(task: Any, anchor: Path) -> str:
     """`ib_partition:dom0: reading rootfs.tar.gz (12.50 MiB) into .ibtasks/dom0.ext4`."""
-    rootfs = task.name.startswith("ib_partition:") and task.name != "ib_partition:boot"
-    archives = [Path(d) for d in task.file_dep if rootfs
-                and any(s in Path(d).name for s in (".tar", ".cpio", ".tgz"))]
     targets = ", ".join(str(t) for t in _outputs(task.targets))
-    read = ", ".join(f"{a} ({human_size(_size(anchor / a))})" for a in sorted(archives))
+    read = ", ".join(f"{a} ({human_size(_size(anchor / a))})" for a in _archives(task))
     return f"{task.name}: " + (f"reading {read} into {targets}" if read else f"writing {targets}")
 
 
@@ -79,6 +91,12 @@ class DiskProgress(RunListener):
         self.started = time.monotonic()
         self._progress: Any = None
         self._ids: dict[str, Any] = {}
+        # Plain mode: each step's archive watches and when its last line was written; a
+        # thread writes the read lines (started with the first step, stopped by `close`).
+        self._reads: dict[str, tuple[list[tuple[Path, ReadWatch]], float]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def _targets(self, task: Any) -> list[Path]:
         return [self.anchor / t for t in _outputs(task.targets)]
@@ -87,15 +105,39 @@ class DiskProgress(RunListener):
         if not is_disk_step(task.name):
             return
         text = _describe_start(task, self.anchor)
+        watches = [(a, ReadWatch(self.anchor / a)) for a in _archives(task)]
         if not self.live:
-            self.stream.write(f"ibtasks: {text}\n")
-            self.stream.flush()
+            with self._lock:
+                self._write(f"ibtasks: {text}\n")
+                if watches:
+                    self._reads[task.name] = (watches, time.monotonic())
+                    if self._ticker is None:
+                        self._ticker = threading.Thread(target=self._tick, daemon=True)
+                        self._ticker.start()
             return
         if self._progress is None:
             self._progress = _live_progress(self.stream)
             self._progress.start()
-        self._ids[task.name] = self._progress.add_task(text, total=None,
+        self._ids[task.name] = self._progress.add_task(text, total=None, reads=watches,
                                                        targets=self._targets(task))
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def _tick(self) -> None:
+        """Plain mode's thread: every so often, a line for each step whose archive is being
+        read and whose last line is PLAIN_INTERVAL seconds old or more."""
+        while not self._stop.wait(min(1.0, PLAIN_INTERVAL / 4)):
+            with self._lock:
+                for name, (watches, last) in list(self._reads.items()):
+                    samples = [(a, w.sample()) for a, w in watches]
+                    if time.monotonic() - last < PLAIN_INTERVAL:
+                        continue  # sampled all the same: the rate needs the history
+                    text = ", ".join(f"{a} {s.describe()}" for a, s in samples if s)
+                    if text:
+                        self._write(f"ibtasks: {name}: read {text}\n")
+                        self._reads[name] = (watches, time.monotonic())
 
     def step_finished(self, task: Any, record: TaskRecord) -> None:
         if not is_disk_step(task.name):
@@ -106,13 +148,18 @@ class DiskProgress(RunListener):
                 f"{record.seconds or 0:.1f} s")
         if self.live and task.name in self._ids:
             self._progress.update(self._ids.pop(task.name), description=line, total=1,
-                                  completed=1)
+                                  completed=1, reads=[])
             return
-        self.stream.write(f"ibtasks: {line}\n")
-        self.stream.flush()
+        with self._lock:
+            self._reads.pop(task.name, None)
+            self._write(f"ibtasks: {line}\n")
 
     def close(self) -> None:
-        """Stop the live display (nothing to do in plain mode)."""
+        """Stop the live display, or plain mode's thread of read lines."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -141,7 +188,8 @@ class DiskProgress(RunListener):
 
 
 def _live_progress(stream: TextIO) -> Any:
-    """rich's Progress on `stream`: spinner, description, bytes written so far, elapsed time."""
+    """rich's Progress on `stream`: spinner, description, how far the archive is read, bytes
+    written so far, elapsed time."""
     from rich.console import Console
     from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Task as RichTask
@@ -152,8 +200,16 @@ def _live_progress(stream: TextIO) -> Any:
 
         def render(self, task: RichTask) -> Text:
             written = sum(bytes_written(t) for t in task.fields.get("targets", []))
-            return Text(human_size(written) if written else "")
+            return Text(f"wrote {human_size(written)}" if written else "")
 
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), WrittenColumn(),
+    class ReadColumn(ProgressColumn):  # type: ignore[misc]
+        """How far the step's archive has been read (polled at each refresh)."""
+
+        def render(self, task: RichTask) -> Text:
+            samples = [(a, w.sample()) for a, w in task.fields.get("reads", [])]
+            return Text(", ".join(f"read {a.name} {s.describe()}" for a, s in samples if s))
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), ReadColumn(),
+                    WrittenColumn(),
                     TimeElapsedColumn(), console=Console(file=stream), transient=False,
-                    refresh_per_second=4)
+                    refresh_per_second=LIVE_REFRESH)

@@ -262,7 +262,8 @@ def left_behind(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return changes
 
 
-PROGRESS_LINE = re.compile(r"ibtasks: ib_(partition:\w+|disk|bmap): (writing|reading|done)[^\n]*")
+PROGRESS_LINE = re.compile(
+    r"ibtasks: ib_(partition:\w+|disk|bmap): (writing|reading|read|done)[^\n]*")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
