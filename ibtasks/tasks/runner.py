@@ -40,7 +40,8 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
         actions is not named); tell the run's log."""
         if not task.actions or not (self.verbose or self.run_log is not None):
             return
-        reasons = run_reasons(task)
+        explain = getattr(task, "ib_explain", None)
+        reasons = (explain.take_reasons() if explain is not None else None) or run_reasons(task)
         if self.verbose:
             sys.stderr.write(f"ibtasks: running {task.title()}: {'; '.join(reasons)}\n")
         if self.run_log is not None:

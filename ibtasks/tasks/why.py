@@ -5,6 +5,11 @@ mpsoc.dtb changed`) and that `--json` records, from doit's own up-to-date check.
 hands it its dependency manager, and it saves the task's input payload after each success, so
 a later run can name the settings that changed, not only that the digest differs. For any task
 (a user's own in an embedding dodo.py too) `run_reasons` asks doit's `get_status` with its log.
+
+Our tasks' reasons are taken while doit checks the task, before it is dispatched (`ExplainRun`
+is called inside that check): doit's process runner tells the reporter a task started only
+when the child running it says so, and by then the child may have rewritten the task's targets,
+so reasons asked at that moment would name the task's own fresh writes.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ class ExplainRun(UptodateCalculator):  # type: ignore[misc]
         self.payload = payload
         self.dep_manager: Any = None
         self.tasks_dict: dict[str, Any] = {}
+        self.reasons: list[str] | None = None  # as of doit's last check of the task
+        self._explaining = False
 
     def setup(self, dep_manager: Any, tasks_dict: dict[str, Any]) -> None:
         """doit calls this before each check, with its dependency manager and tasks."""
         super().setup(dep_manager, tasks_dict)
         self.dep_manager = dep_manager
+        self.tasks_dict = tasks_dict
 
     def configure_task(self, task: Any) -> None:
         """doit calls this once per task: save the payload after each success."""
@@ -38,7 +46,20 @@ class ExplainRun(UptodateCalculator):  # type: ignore[misc]
         task.ib_explain = self
 
     def __call__(self, task: Any, values: dict[str, Any]) -> None:
+        """doit's check of `task`: record why it would run now (`reasons`; the check asked
+        for them calls this again, which then does nothing); decide nothing."""
+        if not self._explaining and self.dep_manager is not None:
+            self._explaining = True
+            try:
+                self.reasons = run_reasons(task, self.dep_manager, self.tasks_dict)
+            finally:
+                self._explaining = False
         return None
+
+    def take_reasons(self) -> list[str] | None:
+        """The reasons of doit's last check, once (None when there was none since)."""
+        reasons, self.reasons = self.reasons, None
+        return reasons
 
     def __getstate__(self) -> dict[str, Any]:
         # doit's process runner sends each task's attributes back to the parent by pickle:

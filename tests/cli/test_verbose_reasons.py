@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 from tests.conftest import GOLDENS, REPO, run_ibtasks
+from tests.small_configs import DISK, write_config
 
 SCRIPT = ("uboot-script-gen", "-c", "config", "-d", ".", "-t", "tftp", "-v")
 
@@ -109,3 +110,25 @@ def test_a_users_python_action_that_returns_false_names_the_task(tmp_path: Path)
     assert result.returncode == 1
     assert result.stderr.startswith("ibtasks: task mine failed: Python Task failed:")
     assert "Traceback" not in result.stderr
+
+
+def test_parallel_builds_give_the_reasons_of_before_each_task_ran(
+        seed_inputs_master: Path, tmp_path: Path) -> None:
+    # doit's process runner tells the parent a task started when its child has begun it: the
+    # reasons must still be those of the check before, never the task's own fresh writes.
+    inputs = tmp_path / "inputs"
+    shutil.copytree(seed_inputs_master, inputs)
+    write_config(inputs, DISK)
+    disk = ("disk-image", "-c", "config", "-d", ".", "-t", "sd", "-o", "disk.img", "-j", "3")
+    assert run_ibtasks(*disk, cwd=inputs).returncode == 0
+    kernel = inputs / "Image-dom0"
+    for _ in range(4):
+        kernel.write_bytes(kernel.read_bytes() + os.urandom(2 * 1024 * 1024))
+        done = run_ibtasks(*disk, "-v", cwd=inputs)
+        assert done.returncode == 0, done.stderr
+        said = dict(line.removeprefix("ibtasks: running ").split(": ", 1)
+                    for line in done.stderr.splitlines() if line.startswith("ibtasks: running "))
+        assert said["ib_check:DOM0_KERNEL"] == "Image-dom0 changed"
+        assert said["ib_layout"] == ".ibtasks/check/DOM0_KERNEL.json changed"
+        assert "missing target" not in said["ib_partition:boot"], said
+        assert not [why for why in said.values() if "not what its last run wrote" in why], said
