@@ -118,8 +118,11 @@ class DiskProgress(RunListener):
         if self._progress is None:
             self._progress = _live_progress(self.stream)
             self._progress.start()
-        self._ids[task.name] = self._progress.add_task(text, total=None, reads=watches,
-                                                       targets=self._targets(task))
+        # The row: the task's name, then what it does now (its archive read, else the bytes
+        # written, else what it is about to do), short enough for an 80-column terminal.
+        self._ids[task.name] = self._progress.add_task(
+            f"{task.name}:", total=None, reads=watches, targets=self._targets(task),
+            start=text.removeprefix(f"{task.name}: "))
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
@@ -147,8 +150,8 @@ class DiskProgress(RunListener):
         line = (f"{task.name}: {done}, {human_size(written)} in "
                 f"{record.seconds or 0:.1f} s")
         if self.live and task.name in self._ids:
-            self._progress.update(self._ids.pop(task.name), description=line, total=1,
-                                  completed=1, reads=[])
+            self._progress.update(self._ids.pop(task.name), total=1, completed=1, reads=[],
+                                  targets=[], start=line.removeprefix(f"{task.name}: "))
             return
         with self._lock:
             self._reads.pop(task.name, None)
@@ -172,8 +175,9 @@ class DiskProgress(RunListener):
         lines = []
         if disk is not None:
             size = _size(image)
+            count = len(disk["partitions"])
             lines.append(f"{image}: {human_size(size)} ({size} bytes), {disk['label']}, "
-                         f"{len(disk['partitions'])} partitions")
+                         f"{count} partition{'' if count == 1 else 's'}")
             for part in disk["partitions"]:
                 name = f" {part['name']}" if part["name"] else ""
                 lines.append(f"  partition {part['number']}{name} (type {part['type']}): at "
@@ -188,28 +192,34 @@ class DiskProgress(RunListener):
 
 
 def _live_progress(stream: TextIO) -> Any:
-    """rich's Progress on `stream`: spinner, description, how far the archive is read, bytes
-    written so far, elapsed time."""
+    """rich's Progress on `stream`: spinner, the step's name, what it does now (how far its
+    archive is read, else the bytes written so far, else what it is about to do) and the
+    elapsed time; one line a step, cut with an ellipsis rather than wrapped, and no rich markup
+    or emoji codes in names (`ib_partition:boot:` holds one)."""
     from rich.console import Console
     from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Task as RichTask
+    from rich.table import Column
     from rich.text import Text
 
-    class WrittenColumn(ProgressColumn):  # type: ignore[misc]
-        """The bytes the step has written so far (polled at each refresh)."""
-
-        def render(self, task: RichTask) -> Text:
-            written = sum(bytes_written(t) for t in task.fields.get("targets", []))
-            return Text(f"wrote {human_size(written)}" if written else "")
-
-    class ReadColumn(ProgressColumn):  # type: ignore[misc]
-        """How far the step's archive has been read (polled at each refresh)."""
+    class NowColumn(ProgressColumn):  # type: ignore[misc]
+        """What the step does now (polled at each refresh)."""
 
         def render(self, task: RichTask) -> Text:
             samples = [(a, w.sample()) for a, w in task.fields.get("reads", [])]
-            return Text(", ".join(f"read {a.name} {s.describe()}" for a, s in samples if s))
+            # The archive's name last: on a narrow terminal it is cut before the numbers.
+            text = ", ".join(f"read {s.describe()} of {a.name}" for a, s in samples if s)
+            if not text:
+                written = sum(bytes_written(t) for t in task.fields.get("targets", []))
+                text = f"wrote {human_size(written)}" if written else task.fields.get("start", "")
+            return Text(text, no_wrap=True, overflow="ellipsis")
 
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), ReadColumn(),
-                    WrittenColumn(),
-                    TimeElapsedColumn(), console=Console(file=stream), transient=False,
-                    refresh_per_second=LIVE_REFRESH)
+    # The name and the time keep their width (`ib_partition:domU10:` is 20 characters);
+    # what the step does now takes the rest and is cut first.
+    name = TextColumn("{task.description}", markup=False,
+                      table_column=Column(no_wrap=True, min_width=20))
+    now = NowColumn(table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1))
+    elapsed = TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7))
+    return Progress(SpinnerColumn(), name, now, elapsed,
+                    console=Console(file=stream, emoji=False, highlight=False),
+                    transient=False, refresh_per_second=LIVE_REFRESH)

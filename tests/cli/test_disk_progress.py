@@ -102,5 +102,5 @@ def test_on_a_terminal_the_steps_are_live_and_the_summary_follows(seed_inputs: P
     text = b"".join(chunks).decode(errors="replace")
     assert "\x1b[" in text  # rich redraws the lines in place
     assert "ibtasks: " + "ib_partition:dom0: reading" not in text  # no plain start lines
-    assert re.search(r"ib_partition:dom0: done, 155 MiB in \d+\.\d s", text)
+    assert re.search(r"ib_partition:dom0:\s+done, 155 MiB in \d+\.\d s", text)
     assert "ibtasks: disk.img: " in text and "ibtasks: done in " in text

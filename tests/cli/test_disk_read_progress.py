@@ -63,20 +63,22 @@ def environment(path: str, **extra: str) -> dict[str, str]:
         "IBTASKS_EXT4_PATH": path, **extra}
 
 
-def read_fields(text: str) -> list[tuple[int, str, int]]:
-    """Each `read rootfs-domU.tar.gz 1.50 MiB / 38.32 MiB 3%` in `text`: the position turned
+def read_fields(text: str, live: bool = False) -> list[tuple[int, str, int]]:
+    """Each `read rootfs-domU.tar.gz 1.50 MiB / 38.32 MiB 3%` in `text` (on a terminal's rows,
+    `live`: `read 1.50 MiB / 38.32 MiB 3% ... of rootfs-domU.tar.gz`): the position turned
     back to bytes (human_size cuts it to a hundredth of its unit), the size as written, the
     percent."""
     units = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
-    pattern = rf"read {re.escape(ARCHIVE)} ([\d.]+) (\w+) / ([\d.]+ \w+) (\d+)%"
+    name = "" if live else f"{re.escape(ARCHIVE)} "
+    pattern = rf"read {name}([\d.]+) (\w+) / ([\d.]+ \w+) (\d+)%"
     return [(int(float(m.group(1)) * units[m.group(2)]), m.group(3), int(m.group(4)))
             for m in re.finditer(pattern, text)]
 
 
-def check_reads(text: str, archive: Path) -> list[int]:
+def check_reads(text: str, archive: Path, live: bool = False) -> list[int]:
     """The positions the reads in `text` show, each checked against the archive's size."""
     size = archive.stat().st_size
-    reads = read_fields(text)
+    reads = read_fields(text, live)
     for position, shown, percent in reads:
         assert shown == human_size(size) and 0 <= position <= size
         assert abs(percent - position * 100 // size) <= 1
@@ -111,14 +113,16 @@ def test_a_long_archive_read_is_logged_as_it_goes_before_the_partition_ends(
     assert not any("ib_partition:dom0: read " in line for line in lines)
 
 
-@pytest.mark.parametrize("path", PATHS)
+# Both rootfs paths on a wide terminal, and the usual 80 columns, where each row must still
+# show the sizes and the percent on its one line (the archive's name is cut first).
+@pytest.mark.parametrize(("path", "columns"), [(p, "250") for p in PATHS] + [("archive", "80")])
 def test_on_a_terminal_the_rows_show_the_archive_read(
-        seed_inputs: Path, large_rootfs: Path, path: str) -> None:
+        seed_inputs: Path, large_rootfs: Path, path: str, columns: str) -> None:
     prepare(seed_inputs, large_rootfs)
     leader, follower = pty.openpty()
     process = subprocess.Popen([sys.executable, "-c", RUN, *DISK], cwd=seed_inputs,
                                stdout=follower, stderr=subprocess.PIPE,
-                               env=environment(path, TERM="xterm", COLUMNS="250"))
+                               env=environment(path, TERM="xterm", COLUMNS=columns))
     os.close(follower)
     chunks = []
     while True:
@@ -132,7 +136,12 @@ def test_on_a_terminal_the_rows_show_the_archive_read(
     assert process.wait(timeout=120) == 0
     os.close(leader)
     text = b"".join(chunks).decode(errors="replace")
-    positions = check_reads(text, large_rootfs)
+    positions = check_reads(text, large_rootfs, live=True)
     assert any(0 < position < large_rootfs.stat().st_size for position in positions), text
+    if columns == "250":
+        assert f"of {ARCHIVE}" in text
     assert f"ibtasks: ib_partition:domU2: read {ARCHIVE}" not in text  # no plain lines
-    assert re.search(r"ib_partition:domU2: done, \S+ MiB in \d+\.\d s", text)
+    # Names are shown as they are: rich would draw `:boot:` as an emoji.
+    assert "ib_partition:boot:" in text and "\N{ATHLETIC SHOE}" not in text
+    assert "\N{WOMANS BOOTS}" not in text
+    assert re.search(r"ib_partition:domU2:\s+done, \S+ MiB in \d+\.\d s", text)
