@@ -38,8 +38,12 @@ _ibtasks_value() {  # "SUBCOMMAND FLAG" or "-- COMMAND OPTION" taking a value: o
 
 _ibtasks_task_names() {  # COMPREPLY += the task names of the words typed before `--`
     local line=${COMP_LINE:0:$COMP_POINT} word before name names prog=${COMP_WORDS[0]}
+    local typed=$cur
     word=${line##*[[:space:]]}  # the whole word: bash splits `ib_check:XEN` at ':'
-    before=${word%"$cur"}
+    # Right after a ':' bash's current word is the ':' itself, but readline replaces only
+    # what follows it: offer the rest of each name after the ':'.
+    [[ $typed == : ]] && typed=''
+    before=${word%"$typed"}
     before=${before//\\/}
     word=${word//\\/}
     if (( @HARDCODED@ )); then

@@ -6,6 +6,8 @@ bashcompinit, the matches read from compadd)."""
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
@@ -154,7 +156,8 @@ def test_prefixed_task_names_complete_across_the_colon_bash_splits_at(board: Pat
     line = "ibtasks " + " ".join(SCRIPT) + " -- ignore ib_check:"
     words = ["ibtasks", *SCRIPT, "--", "ignore", "ib_check", ":"]
     offered = bash_complete(board, line, words, completion)
-    assert ":XEN" in offered and ":DEVICE_TREE" in offered and len(offered) == 9
+    # What readline puts after the ':' (it replaces the text after the last word break).
+    assert "XEN" in offered and "DEVICE_TREE" in offered and len(offered) == 9
     # Several words: each one completed the same way.
     assert bash_complete(board, "ibtasks " + " ".join(SCRIPT) + " -- forget ib_dtb ib_l",
                          completion=completion) == ["ib_layout"]
@@ -247,3 +250,51 @@ def test_zsh_completes_subcommands_files_and_task_names_through_bashcompinit(
         "ib_check:DOMU_RAMDISK[0]", "ib_check:DOMU_RAMDISK[1]"]
     (board / "config").write_text("XEN=missing\n")
     assert zsh_complete(board, completion, "ibtasks " + " ".join(SCRIPT) + " -- forget ") == []
+
+
+def bash_tab(folder: Path, completion: Path, typed: str) -> str:
+    """The command line an interactive bash (real readline, on a pseudo-terminal, the
+    completion sourced) holds after `typed` and one TAB: a key bound with `bind -x` prints
+    READLINE_LINE."""
+    leader, follower = pty.openpty()
+    shell = subprocess.Popen(["bash", "--norc", "--noprofile", "-i"], stdin=follower,
+                             stdout=follower, stderr=follower, cwd=folder, start_new_session=True,
+                             env=ENV | {"PS1": "$ ", "TERM": "dumb", "INPUTRC": "/dev/null"})
+    os.close(follower)
+    seen = b""
+
+    def until(marker: bytes) -> bytes:
+        nonlocal seen
+        deadline = time.monotonic() + 30
+        while marker not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([leader], [], [], 0.5)[0]:
+                seen += os.read(leader, 65536)
+        found, seen = seen.split(marker, 1)
+        return found
+
+    try:
+        os.write(leader, f". {completion}\n".encode())
+        os.write(leader, b"bind -x '\"\\C-t\": printf \"\\n<<%s>>\\n\" \"$READLINE_LINE\"'\n")
+        os.write(leader, b"echo READY''MARK\n")
+        until(b"READYMARK")  # the echo's output (the line typed reads READY''MARK)
+        os.write(leader, typed.encode() + b"\t\x14")
+        until(b"<<")
+        return until(b">>").decode()
+    finally:
+        os.write(leader, b"\x15exit\n")
+        shell.wait(timeout=30)
+        os.close(leader)
+
+
+def test_readline_completes_the_rest_of_a_name_after_its_colon(board: Path) -> None:
+    completion = script(board)
+    disk = "ibtasks disk-image -c config -d . -t sd -o disk.img -- forget "
+    assert bash_tab(board, completion, disk + "ib_partition:") == disk + "ib_partition:boot "
+    script_line = "ibtasks " + " ".join(SCRIPT) + " -- forget "
+    assert bash_tab(board, completion, script_line + "ib_check:X") == (
+        script_line + "ib_check:XEN ")
+    # Several names after the ':' (no common start): the line stays as typed, no `\:`.
+    assert bash_tab(board, completion, script_line + "ib_check:") == (
+        script_line + "ib_check:")
+    assert bash_tab(board, completion, script_line + "ib_lay") == script_line + "ib_layout "
