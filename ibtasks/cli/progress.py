@@ -5,8 +5,9 @@ table has them, sizes, what was rebuilt, the time).
 On a terminal the steps are live (rich): a spinner, how far the rootfs archive has been read
 (cli.read_progress: bytes, percent, rate), the time so far and the bytes the step has written
 (its target or the `.<target>.ibtmp-*` temporary beside it, polled on each refresh). Otherwise,
-as in CI logs, one plain line when a step starts and one when it ends, and for a long archive
-read a line on how far it is at most every PLAIN_INTERVAL seconds.
+as in CI logs, one plain line when a step starts and one when it ends, and for a long step a
+line at most every PLAIN_INTERVAL seconds: how far its archive has been read, or else how long
+it has run and what it has written (mke2fs filling the image after an extraction, say).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ibtasks.plan.memory_map import human_size
 from ibtasks.tasks.run_log import RunListener, RunLog, TaskRecord
 
 DISK_STEPS = ("ib_partition", "ib_disk", "ib_bmap")
-# Without a terminal: the least time between two lines on a step's archive read (seconds).
+# Without a terminal: the least time between two lines on a running step (seconds).
 PLAIN_INTERVAL = 10.0
 # On a terminal: how often the live rows are redrawn (per second).
 LIVE_REFRESH = 4.0
@@ -93,7 +94,8 @@ class DiskProgress(RunListener):
         self._ids: dict[str, Any] = {}
         # Plain mode: each step's archive watches and when its last line was written; a
         # thread writes the read lines (started with the first step, stopped by `close`).
-        self._reads: dict[str, tuple[list[tuple[Path, ReadWatch]], float]] = {}
+        self._reads: dict[str, tuple[list[tuple[Path, ReadWatch]], float, float]] = {}
+        self._running: dict[str, list[Path]] = {}  # plain mode: each running step's targets
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -109,11 +111,12 @@ class DiskProgress(RunListener):
         if not self.live:
             with self._lock:
                 self._write(f"ibtasks: {text}\n")
-                if watches:
-                    self._reads[task.name] = (watches, time.monotonic())
-                    if self._ticker is None:
-                        self._ticker = threading.Thread(target=self._tick, daemon=True)
-                        self._ticker.start()
+                now = time.monotonic()
+                self._reads[task.name] = (watches, now, now)
+                self._running[task.name] = self._targets(task)
+                if self._ticker is None:
+                    self._ticker = threading.Thread(target=self._tick, daemon=True)
+                    self._ticker.start()
             return
         if self._progress is None:
             self._progress = _live_progress(self.stream)
@@ -129,18 +132,24 @@ class DiskProgress(RunListener):
         self.stream.flush()
 
     def _tick(self) -> None:
-        """Plain mode's thread: every so often, a line for each step whose archive is being
-        read and whose last line is PLAIN_INTERVAL seconds old or more."""
+        """Plain mode's thread: every so often, a line for each running step whose last line
+        is PLAIN_INTERVAL seconds old or more: its archive read, else its time and bytes
+        written so far."""
         while not self._stop.wait(min(1.0, PLAIN_INTERVAL / 4)):
             with self._lock:
-                for name, (watches, last) in list(self._reads.items()):
+                for name, (watches, started, last) in list(self._reads.items()):
                     samples = [(a, w.sample()) for a, w in watches]
-                    if time.monotonic() - last < PLAIN_INTERVAL:
+                    now = time.monotonic()
+                    if now - last < PLAIN_INTERVAL:
                         continue  # sampled all the same: the rate needs the history
                     text = ", ".join(f"{a} {s.describe()}" for a, s in samples if s)
                     if text:
                         self._write(f"ibtasks: {name}: read {text}\n")
-                        self._reads[name] = (watches, time.monotonic())
+                    else:
+                        written = sum(bytes_written(t) for t in self._running[name])
+                        self._write(f"ibtasks: {name}: running for {now - started:.0f} s, "
+                                    f"wrote {human_size(written)}\n")
+                    self._reads[name] = (watches, started, now)
 
     def step_finished(self, task: Any, record: TaskRecord) -> None:
         if not is_disk_step(task.name):
@@ -155,6 +164,7 @@ class DiskProgress(RunListener):
             return
         with self._lock:
             self._reads.pop(task.name, None)
+            self._running.pop(task.name, None)
             self._write(f"ibtasks: {line}\n")
 
     def close(self) -> None:

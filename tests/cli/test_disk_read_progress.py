@@ -111,6 +111,15 @@ def test_a_long_archive_read_is_logged_as_it_goes_before_the_partition_ends(
     assert len(check_reads(result.stdout, large_rootfs)) == len(reads)
     # The small archive of dom0 is read too quickly to need a line of its own.
     assert not any("ib_partition:dom0: read " in line for line in lines)
+    # A long step's other lines say how long it has run and what it has written: on the
+    # extraction path, mke2fs filling the image once the archive is read.
+    running = [line for line in lines[start:end]
+               if line.startswith("ibtasks: ib_partition:domU2: running for ")]
+    for line in running:
+        assert re.fullmatch(r"ibtasks: ib_partition:domU2: running for \d+ s, wrote "
+                            r"[\d.]+ \w+", line), line
+    if path == "extract":
+        assert running and lines.index(running[-1]) > reads[0], result.stdout
 
 
 # Both rootfs paths on a wide terminal, and the usual 80 columns, where each row must still

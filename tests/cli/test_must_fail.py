@@ -263,7 +263,7 @@ def left_behind(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 
 PROGRESS_LINE = re.compile(
-    r"ibtasks: ib_(partition:\w+|disk|bmap): (writing|reading|read|done)[^\n]*")
+    r"ibtasks: ib_(partition:\w+|disk|bmap): (writing|reading|read|running|done)[^\n]*")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
