@@ -36,8 +36,9 @@ def is_disk_step(name: str) -> bool:
 
 
 def bytes_written(target: Path) -> int:
-    """What a step has written to `target` so far: the largest of the target and its
-    temporaries (fsutil.temp_prefix), 0 when there is none yet (bytes)."""
+    """What a step has written to `target` so far: the largest of the target, its temporaries
+    (fsutil.temp_prefix) and the files directly inside a temporary folder (the rootfs builders
+    make the image in one, beside the tree they extract), 0 when there is none yet (bytes)."""
     sizes = [0]
     folder = target.parent
     try:
@@ -47,8 +48,14 @@ def bytes_written(target: Path) -> int:
     prefix = temp_prefix(target)
     for name in names:
         if name == target.name or name.startswith(prefix):
+            path = folder / name
             try:
-                sizes.append(os.stat(folder / name).st_blocks * 512)
+                if name != target.name and path.is_dir():
+                    with os.scandir(path) as inside:
+                        sizes += [entry.stat().st_blocks * 512 for entry in inside
+                                  if entry.is_file(follow_symlinks=False)]
+                else:
+                    sizes.append(os.stat(path).st_blocks * 512)
             except OSError:
                 pass
     return max(sizes)
@@ -212,8 +219,13 @@ def _live_progress(stream: TextIO) -> Any:
     from rich.table import Column
     from rich.text import Text
 
+    console = Console(file=stream, emoji=False, highlight=False)
+    # Spinner, name (20), time (7) and the spaces between: what the row leaves for the rest.
+    room = max(20, console.width - 32)
+
     class NowColumn(ProgressColumn):  # type: ignore[misc]
-        """What the step does now (polled at each refresh)."""
+        """What the step does now (polled at each refresh), cut to the room the terminal
+        leaves, so that the other columns keep their width."""
 
         def render(self, task: RichTask) -> Text:
             samples = [(a, w.sample()) for a, w in task.fields.get("reads", [])]
@@ -222,7 +234,7 @@ def _live_progress(stream: TextIO) -> Any:
             if not text:
                 written = sum(bytes_written(t) for t in task.fields.get("targets", []))
                 text = f"wrote {human_size(written)}" if written else task.fields.get("start", "")
-            return Text(text, no_wrap=True, overflow="ellipsis")
+            return Text(text if len(text) <= room else text[:room - 1] + "…", no_wrap=True)
 
     # The name and the time keep their width (`ib_partition:domU10:` is 20 characters);
     # what the step does now takes the rest and is cut first.
@@ -231,5 +243,5 @@ def _live_progress(stream: TextIO) -> Any:
     now = NowColumn(table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1))
     elapsed = TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7))
     return Progress(SpinnerColumn(), name, now, elapsed,
-                    console=Console(file=stream, emoji=False, highlight=False),
+                    console=console,
                     transient=False, refresh_per_second=LIVE_REFRESH)

@@ -84,20 +84,21 @@ def find_moves(layout: Layout, reserved: Sequence[tuple[int, int]],
 def map_spans(layout: Layout, reserved: Sequence[tuple[int, int]],
               script_name: str = "") -> list[Span]:
     """The rows of the map, by address: the script's slot, each module, each reserved region
-    that meets [script slot, end of the last load), the gaps between them, and the free RAM
-    up to MEMORY_END."""
+    that meets [script slot, MEMORY_END), the gaps between the loads, and the free RAM after
+    the last load up to MEMORY_END (split where a reserved region lies in it)."""
     used = [Span(layout.script_slot, layout.script_slot + SLOT, "script", "boot script",
                  script_name)]
     used += [Span(r.address, r.end, "module", r.key, r.path) for r in layout.regions]
     top = max(s.end for s in used)
     used += [Span(a, a + s, "reserved", "reserved") for a, s in reserved
-             if a < top and a + s > layout.script_slot]
+             if a < layout.memory_end and a + s > layout.script_slot]
     used.sort(key=lambda s: (s.start, s.end))
     spans: list[Span] = []
     cursor = used[0].start
     for span in used:
         if span.start > cursor:
-            spans.append(Span(cursor, span.start, "gap", "(gap)"))
+            spans.append(Span(cursor, span.start, "gap", "(gap)") if span.start <= top
+                         else Span(cursor, span.start, "free", "(free)"))
         spans.append(span)
         cursor = max(cursor, span.end)
     if layout.memory_end > cursor:

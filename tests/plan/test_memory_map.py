@@ -76,6 +76,20 @@ def test_spans_cover_every_byte_from_the_script_to_memory_end_with_gaps_between(
     assert spans[2].size == 0x40800000 - (0x40400000 + 3_000_000)
 
 
+def test_reserved_regions_past_the_last_load_split_the_free_ram_and_are_listed() -> None:
+    # Free RAM after the loads is not free where the DTB reserves it (a firmware buffer).
+    reserved = [(0x48000000, 16 * MIB), (0x4FF00000, MIB)]
+    layout = plan_layout(0x40000000, 0x50000000, [Module("XEN", "xen", MIB)], reserved)
+    spans = map_spans(layout, reserved)
+    assert [(s.kind, s.label) for s in spans[-4:]] == [
+        ("free", "(free)"), ("reserved", "reserved"), ("free", "(free)"),
+        ("reserved", "reserved")]
+    assert spans[-1].end == 0x50000000 and all(a.end == b.start for a, b in pairwise(spans))
+    text = render_memory_map(layout, reserved)
+    assert "  0x48000000-0x49000000  0x01000000 (16 MiB)" in text
+    assert "(free to MEMORY_END)" not in text  # the last reserved region ends at MEMORY_END
+
+
 def test_maps_past_4_gib_use_16_hex_digits() -> None:
     layout = plan_layout(0x800000000, 0x880000000, [Module("XEN", "xen", MIB)])
     text = render_memory_map(layout)
