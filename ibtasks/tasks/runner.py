@@ -67,6 +67,11 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]
         elif isinstance(fail, TaskFailed) or not any(
                 part.startswith("ib_") for part in task.name.split(":")):
             sys.stderr.write(f"ibtasks: task {task.name} failed: {fail.get_msg().strip()}\n")
+            # What its actions printed, which doit captured (its own reporter shows it too).
+            said = "".join(f"{getattr(a, 'out', None) or ''}{getattr(a, 'err', None) or ''}"
+                           for a in task.actions)
+            if said.strip():
+                sys.stderr.write(said if said.endswith("\n") else said + "\n")
         else:
             sys.stderr.write(f"ibtasks: internal error in {task.name}:\n{fail.get_msg()}\n")
 

@@ -84,11 +84,18 @@ def run_reasons(task: Any, dep_manager: Any = None, tasks_dict: dict[str, Any] |
     missing file, each changed setting of our tasks, a missing target, or 'first run'.
 
     `dep_manager` defaults to the one our `ExplainRun` kept; a task without either (a user's
-    task run by another reporter) gives the changed file_deps doit found, if any."""
+    task) gives the file_deps doit found changed or without a record, or why doit always runs
+    it."""
     explain = getattr(task, "ib_explain", None)
     manager = dep_manager or (explain.dep_manager if explain is not None else None)
-    if manager is None:
-        return [f"{dep} changed" for dep in sorted(getattr(task, "dep_changed", []) or [])]
+    if manager is None:  # doit keeps its log to itself: what it left on the task
+        changed = [f"{dep} changed or not recorded yet"
+                   for dep in sorted(getattr(task, "dep_changed", []) or [])]
+        if changed:
+            return changed
+        if not task.file_dep and not task.uptodate:
+            return ["no file_dep or uptodate: doit runs it every time"]
+        return ["not up to date for doit"]
     tasks = tasks_dict if tasks_dict is not None else getattr(explain, "tasks_dict", {})
     status = manager.get_status(task, tasks, get_log=True)
     reasons = status.reasons

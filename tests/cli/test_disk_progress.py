@@ -104,3 +104,21 @@ def test_on_a_terminal_the_steps_are_live_and_the_summary_follows(seed_inputs: P
     assert "ibtasks: " + "ib_partition:dom0: reading" not in text  # no plain start lines
     assert re.search(r"ib_partition:dom0:\s+done, 155 MiB in \d+\.\d s", text)
     assert "ibtasks: disk.img: " in text and "ibtasks: done in " in text
+
+
+def test_bytes_written_counts_the_image_a_builder_makes_in_its_temporary_folder(
+        tmp_path: Path) -> None:
+    # The rootfs builders make `image` inside `.dom0.ext4.ibtmp-*/`, beside the tree they
+    # extract; the tree's files are not the image, and sub-folders are not walked.
+    from ibtasks.cli.progress import bytes_written
+    from ibtasks.fsutil import make_temp_dir_beside
+
+    target = tmp_path / "dom0.ext4"
+    assert bytes_written(target) == 0
+    work = make_temp_dir_beside(target)
+    (work / "tree").mkdir()
+    (work / "tree" / "big").write_bytes(os.urandom(3 * 1024 * 1024))
+    (work / "image").write_bytes(os.urandom(1024 * 1024))
+    assert bytes_written(target) == os.stat(work / "image").st_blocks * 512 >= 1024 * 1024
+    target.write_bytes(os.urandom(2 * 1024 * 1024))  # the finished image, beside it
+    assert bytes_written(target) == os.stat(target).st_blocks * 512

@@ -105,6 +105,39 @@ def test_a_users_failing_command_is_reported_with_its_task_name(tmp_path: Path) 
                              "returned 3\n")
 
 
+def test_a_users_failing_command_is_followed_by_what_it_printed(tmp_path: Path) -> None:
+    result = embedding_dodo(tmp_path, '"echo made half of it; ls /no-such-dir-here"')
+    assert result.returncode == 1
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("ibtasks: task mine failed: Command failed: ")
+    assert rest[0] == "made half of it"
+    assert "/no-such-dir-here" in rest[1] and len(rest) == 2
+
+
+def test_a_users_task_without_dependencies_says_doit_runs_it_every_time(
+        tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text(textwrap.dedent("""\
+        from pathlib import Path
+        import ibtasks
+
+        DOIT_CONFIG = ibtasks.doit_config(Path("state"), verbose=True)
+
+        def task_mine():
+            return {"actions": ["true"], "verbosity": 0}
+
+        def task_copy():
+            return {"actions": ["cp in out"], "file_dep": ["in"], "targets": ["out"]}
+        """))
+    (tmp_path / "in").write_text("1")
+    run = [sys.executable, "-m", "doit", "-f", "dodo.py"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "ibtasks: running mine: no file_dep or uptodate: doit runs it every time\n" in (
+        first.stderr)
+    assert "ibtasks: running copy: in changed or not recorded yet\n" in first.stderr
+
+
 def test_a_users_python_action_that_returns_false_names_the_task(tmp_path: Path) -> None:
     result = embedding_dodo(tmp_path, "(lambda: False)")
     assert result.returncode == 1
