@@ -150,11 +150,13 @@ def render_memory_map_svg(layout: Layout, reserved: Sequence[tuple[int, int]] = 
     caption listing what moved."""
     spans = map_spans(layout, reserved, script_name)
     wide = layout.memory_end > 1 << 32 or any(a + s > 1 << 32 for a, s in reserved)
-    shown = [s for s in spans if s.kind != "free"]
-    total = max(sum(s.size for s in shown), 1)
-    heights = [max(_ROW_MIN, round(_ROWS_HEIGHT * s.size / total)) for s in shown]
-    free = next((s for s in spans if s.kind == "free"), None)
-    top = 56 + (_ROW_MIN + 8 if free else 0)
+    # Loads, gaps and reserved regions to scale; free RAM (after the last load, hundreds of
+    # MiB) one line each, in its place, so that the loads stay readable.
+    shown = spans
+    total = max(sum(s.size for s in spans if s.kind != "free"), 1)
+    heights = [_ROW_MIN if s.kind == "free" else max(_ROW_MIN, round(_ROWS_HEIGHT * s.size / total))
+               for s in spans]
+    top = 56
     height = top + sum(heights) + 40 + 18 * len(find_moves(layout, reserved))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" '
            f'viewBox="0 0 {_WIDTH} {height}" font-family="monospace" font-size="12">',
@@ -167,10 +169,8 @@ def render_memory_map_svg(layout: Layout, reserved: Sequence[tuple[int, int]] = 
            f'<text x="10" y="18" font-size="14">Memory map: '
            f'{hex_address(layout.memory_start, wide)} to {hex_address(layout.memory_end, wide)}'
            f' ({escape(human_size(layout.memory_end - layout.memory_start))})</text>',
-           '<text x="10" y="34">addresses grow upwards; a box is at least one line tall, '
-           'so the axis is marked at every boundary</text>']
-    if free is not None:
-        out.append(_box(free, 46, _ROW_MIN, wide))
+           '<text x="10" y="34">addresses grow upwards; a tick at every boundary; '
+           'free RAM one line, not to scale</text>']
     y = top + sum(heights)
     out.append(f'<line x1="{_AXIS_X}" y1="{top}" x2="{_AXIS_X}" y2="{y}" stroke="black"/>')
     for span, h in zip(shown, heights, strict=True):
@@ -194,11 +194,15 @@ def _tick(address: int, y: int, wide: bool) -> str:
             f'{hex_address(address, wide)}</text>')
 
 
+# A white outline under a label, so that it reads on a hatched box too.
+_HALO = ' paint-order="stroke" stroke="white" stroke-width="4"'
+
+
 def _box(span: Span, y: int, h: int, wide: bool) -> str:
     fill = "url(#hatch)" if span.kind == "reserved" else _FILL[span.kind]
     text = f"{span.label} {span.path}".strip()
     size = f"{hex_address(span.size, wide)} ({human_size(span.size)})"
     return (f'<g class={quoteattr(span.kind)}><rect x="{_BOX_X}" y="{y}" width="{_BOX_W}" '
             f'height="{h}" fill="{fill}" stroke="#404040"/>'
-            f'<text x="{_BOX_X + 6}" y="{y + h / 2 + 4:.1f}">{escape(text)}</text>'
+            f'<text x="{_BOX_X + 6}" y="{y + h / 2 + 4:.1f}"{_HALO}>{escape(text)}</text>'
             f'<text x="{_BOX_X + _BOX_W + 8}" y="{y + h / 2 + 4:.1f}">{escape(size)}</text></g>')

@@ -15,7 +15,13 @@ from itertools import pairwise
 from pathlib import Path
 
 from ibtasks.plan.layout import Module, plan_layout
-from ibtasks.plan.memory_map import find_moves, human_size, map_spans, render_memory_map
+from ibtasks.plan.memory_map import (
+    find_moves,
+    human_size,
+    map_spans,
+    render_memory_map,
+    render_memory_map_svg,
+)
 from tests.conftest import run_ibtasks
 
 MIB = 1 << 20
@@ -148,6 +154,22 @@ def test_the_svg_has_one_box_per_load_and_hatched_reserved_memory(seed_inputs: P
     axis = {t.text for t in root.iter(f"{SVG}text") if (t.text or "").startswith("0x")}
     assert {"0x40200000", "0x40800000", "0x40900000", "0x40A00000"} <= axis
     assert not [n for n in os.listdir(seed_inputs) if ".ibtmp-" in n]  # written atomically
+
+
+def test_the_svg_draws_reserved_memory_past_the_loads_and_marks_memory_end() -> None:
+    reserved = [(0x48000000, 16 * MIB), (0x4C000000, MIB)]
+    layout = plan_layout(0x40000000, 0x50000000, [Module("XEN", "xen", MIB)], reserved)
+    root = ET.fromstring(render_memory_map_svg(layout, reserved))
+    kinds = [g.get("class") for g in root.iter(f"{SVG}g")]
+    # Drawn from the lowest address at the bottom: the document lists them in address order.
+    assert kinds == ["script", "module", "free", "reserved", "free", "reserved", "free"]
+    heights = [(g.get("class"), float(g.find(f"{SVG}rect").get("height")))
+               for g in root.iter(f"{SVG}g")]
+    line = min(h for _, h in heights)  # one line: the smallest box there is
+    assert [h for kind, h in heights if kind == "free"] == [line, line, line]
+    assert dict(heights)["reserved"] > line  # the 1 MiB region, to scale with the loads
+    axis = {t.text for t in root.iter(f"{SVG}text") if (t.text or "").startswith("0x")}
+    assert {"0x48000000", "0x49000000", "0x4C000000", "0x4C100000", "0x50000000"} <= axis
 
 
 def test_an_svg_path_that_cannot_be_written_is_one_line(seed_inputs: Path) -> None:
