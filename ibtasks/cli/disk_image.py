@@ -125,13 +125,13 @@ def disk_image(args: argparse.Namespace, guard: OutputGuard, stamp: str | None =
         if (work_dir(config) / "layout.json").exists():  # none when the script is the user's
             layout = print_layout_warnings(work_dir(config))
             quiet &= not layout.warnings
-        # The summary reads the partition table only; outputs are hashed (O(disk)) for --json.
-        disk = describe_partitions(image)
+        # Outputs are hashed (O(disk)) for --json only; the summary needs the table alone.
+        result = (build_result("disk-image", [*generated, *disk_outputs(options)], layout,
+                               run_log or RunLog(), image) if args.json else None)
+        disk = result["disk"] if result is not None else describe_partitions(image)
         progress.summary(run_log or RunLog(), disk, image)
-        if args.json:
-            sys.stdout.write(render_result(build_result(
-                "disk-image", [*generated, *disk_outputs(options)], layout, run_log or RunLog(),
-                image)))
+        if result is not None:
+            sys.stdout.write(render_result(result))
         if stamp is not None and quiet and not config.warnings:
             from ibtasks.cli.disk_stamp import record_disk_run
 

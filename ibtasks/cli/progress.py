@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -87,6 +88,17 @@ def _size(path: Path) -> int:
         return 0
 
 
+@dataclass
+class _RunningStep:
+    """Plain mode: a step that runs, its archives' read watches and targets, when it started
+    and when its last line was written (time.monotonic seconds)."""
+
+    reads: list[tuple[Path, ReadWatch]]
+    targets: list[Path]
+    started: float
+    last_line: float
+
+
 class DiskProgress(RunListener):
     """A RunListener for disk-image writing to `stream`: live on a terminal, else one line
     per step start and end. `anchor` is the folder doit runs in (task paths are relative to
@@ -99,10 +111,9 @@ class DiskProgress(RunListener):
         self.started = time.monotonic()
         self._progress: Any = None
         self._ids: dict[str, Any] = {}
-        # Plain mode: each step's archive watches and when its last line was written; a
-        # thread writes the read lines (started with the first step, stopped by `close`).
-        self._reads: dict[str, tuple[list[tuple[Path, ReadWatch]], float, float]] = {}
-        self._running: dict[str, list[Path]] = {}  # plain mode: each running step's targets
+        # Plain mode: each running step; a thread writes the lines of long ones (started
+        # with the first step, stopped by `close`).
+        self._running: dict[str, _RunningStep] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -119,8 +130,7 @@ class DiskProgress(RunListener):
             with self._lock:
                 self._write(f"ibtasks: {text}\n")
                 now = time.monotonic()
-                self._reads[task.name] = (watches, now, now)
-                self._running[task.name] = self._targets(task)
+                self._running[task.name] = _RunningStep(watches, self._targets(task), now, now)
                 if self._ticker is None:
                     self._ticker = threading.Thread(target=self._tick, daemon=True)
                     self._ticker.start()
@@ -144,19 +154,19 @@ class DiskProgress(RunListener):
         written so far."""
         while not self._stop.wait(min(1.0, PLAIN_INTERVAL / 4)):
             with self._lock:
-                for name, (watches, started, last) in list(self._reads.items()):
-                    samples = [(a, w.sample()) for a, w in watches]
+                for name, step in self._running.items():
+                    samples = [(a, w.sample()) for a, w in step.reads]
                     now = time.monotonic()
-                    if now - last < PLAIN_INTERVAL:
+                    if now - step.last_line < PLAIN_INTERVAL:
                         continue  # sampled all the same: the rate needs the history
                     text = ", ".join(f"{a} {s.describe()}" for a, s in samples if s)
                     if text:
                         self._write(f"ibtasks: {name}: read {text}\n")
                     else:
-                        written = sum(bytes_written(t) for t in self._running[name])
-                        self._write(f"ibtasks: {name}: running for {now - started:.0f} s, "
+                        written = sum(bytes_written(t) for t in step.targets)
+                        self._write(f"ibtasks: {name}: running for {now - step.started:.0f} s, "
                                     f"wrote {human_size(written)}\n")
-                    self._reads[name] = (watches, started, now)
+                    step.last_line = now
 
     def step_finished(self, task: Any, record: TaskRecord) -> None:
         if not is_disk_step(task.name):
@@ -170,7 +180,6 @@ class DiskProgress(RunListener):
                                   targets=[], start=line.removeprefix(f"{task.name}: "))
             return
         with self._lock:
-            self._reads.pop(task.name, None)
             self._running.pop(task.name, None)
             self._write(f"ibtasks: {line}\n")
 

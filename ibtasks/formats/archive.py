@@ -72,11 +72,18 @@ def _symlink_prefix(path: str, symlinks: set[str]) -> str | None:
 
 
 @contextmanager
-def _open_archive(archive: Path, source: str, where: str) -> Iterator[object]:
-    """A libarchive reader of `source` (named `archive` in messages) for tar and cpio only."""
-    from libarchive import ffi
-    from libarchive.read import ArchiveRead
-
+def open_archive(archive: Path, where: str, source: str | None = None) -> Iterator[object]:
+    """A libarchive reader (libarchive-c's ArchiveRead) of a tar or cpio archive, with the
+    filter the project's one detector names. `source` is the path opened (default: `archive`
+    made absolute; give it when the working directory will change first), `archive` the name
+    in messages. Raises UserError naming `where` when it cannot be read."""
+    try:
+        from libarchive import ffi
+        from libarchive.read import ArchiveRead
+    except (ImportError, OSError) as exc:
+        raise UserError(f"cannot read {archive}: the Python package libarchive-c (with the shared "
+                        f"library libarchive13) is not installed: {exc}", where) from exc
+    source = source if source is not None else os.path.abspath(archive)
     try:
         with open(source, "rb") as handle:
             head = handle.read(8)
@@ -84,7 +91,6 @@ def _open_archive(archive: Path, source: str, where: str) -> Iterator[object]:
         raise UserError(f"{archive}: cannot read: {exc.strerror}", where) from exc
     archive_p = ffi.read_new()
     try:
-        # The filter the project's one detector names (as the binary checks do), or none.
         ffi.get_read_filter_function(detect_compression(head) or "none")(archive_p)
         ffi.get_read_format_function("tar")(archive_p)
         ffi.get_read_format_function("cpio")(archive_p)
@@ -135,7 +141,7 @@ def extract_archive(archive: Path, where: str, dest: Path, epoch: int) -> Extrac
     os.chdir(dest)
     try:
         with (
-            _open_archive(archive, source, where) as reader,
+            open_archive(archive, where, source) as reader,
             extract.new_archive_write_disk(flags) as write_p,
         ):
             entries = iter(reader)  # type: ignore[call-overload]

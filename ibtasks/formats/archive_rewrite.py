@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ibtasks.errors import UserError
-from ibtasks.formats.archive import normalize_member
+from ibtasks.formats.archive import normalize_member, open_archive
 from ibtasks.formats.archive_scan import (
     S_IFDIR,
     S_IFMT,
@@ -32,7 +32,6 @@ from ibtasks.formats.archive_scan import (
     archive_error,
     checked_member,
     libarchive_call,
-    open_archive,
     symlink_prefix,
 )
 

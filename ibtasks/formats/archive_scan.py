@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ibtasks.errors import UserError
-from ibtasks.formats.archive import UNSUPPORTED, normalize_member
+from ibtasks.formats.archive import UNSUPPORTED, normalize_member, open_archive
 from ibtasks.formats.ext4 import TreeUsage, dir_blocks, file_blocks
-from ibtasks.formats.filetype import detect_compression
 
 S_IFMT, S_IFDIR, S_IFREG, S_IFLNK = 0o170000, 0o040000, 0o100000, 0o120000
 
@@ -66,32 +63,6 @@ def symlink_prefix(path: str, symlinks: set[str]) -> str | None:
         if prefix in symlinks:
             return prefix
     return None
-
-
-@contextmanager
-def open_archive(archive: Path, where: str) -> Iterator[object]:
-    """A libarchive reader (libarchive-c's ArchiveRead) of a tar or cpio archive, the filter the
-    project's one detector names. Raises UserError naming `where` when it cannot be read."""
-    try:
-        from libarchive import ffi
-        from libarchive.read import ArchiveRead
-    except (ImportError, OSError) as exc:
-        raise UserError(f"cannot read {archive}: the Python package libarchive-c (with the shared "
-                        f"library libarchive13) is not installed: {exc}", where) from exc
-    try:
-        with open(archive, "rb") as handle:
-            head = handle.read(8)
-    except OSError as exc:
-        raise UserError(f"{archive}: cannot read: {exc.strerror}", where) from exc
-    archive_p = ffi.read_new()
-    try:
-        ffi.get_read_filter_function(detect_compression(head) or "none")(archive_p)
-        ffi.get_read_format_function("tar")(archive_p)
-        ffi.get_read_format_function("cpio")(archive_p)
-        ffi.read_open_filename_w(archive_p, os.path.abspath(archive), 65536)
-        yield ArchiveRead(archive_p)
-    finally:
-        ffi.read_free(archive_p)
 
 
 def archive_error(exc: Exception, archive: Path, where: str, member: str) -> UserError:

@@ -62,6 +62,18 @@ class RootfsSpec:
     extra_files: Mapping[str, bytes]
 
 
+def check_rootfs_spec(spec: RootfsSpec) -> None:
+    """What both rootfs builders check before any work: the archive can be opened and the
+    slack (MiB) is not negative. Raises UserError naming `spec.key`."""
+    try:
+        with open(spec.archive, "rb"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{spec.archive}: cannot read: {exc.strerror}", spec.key) from exc
+    if spec.slack_mib < 0:
+        raise UserError(f"slack must be 0 MiB or more, got {spec.slack_mib}", spec.key)
+
+
 @dataclass(frozen=True)
 class TreeUsage:
     """Blocks and inodes an extracted tree takes in ext4 with 4 KiB blocks."""
@@ -301,13 +313,7 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
     tasks.ownership); fakeroot, faked and the tools end with this process (ibtasks.lifetime).
     """
     fakeroot, faked = fakeroot_pair()
-    try:
-        with open(spec.archive, "rb"):
-            pass
-    except OSError as exc:
-        raise UserError(f"{spec.archive}: cannot read: {exc.strerror}", spec.key) from exc
-    if spec.slack_mib < 0:
-        raise UserError(f"slack must be 0 MiB or more, got {spec.slack_mib}", spec.key)
+    check_rootfs_spec(spec)
     image = Path(image)
     try:
         work = make_temp_dir_beside(image)

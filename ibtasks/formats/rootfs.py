@@ -25,7 +25,12 @@ from ibtasks.formats import ext4
 from ibtasks.formats.archive import normalize_member
 from ibtasks.formats.archive_rewrite import write_rewritten_tar
 from ibtasks.formats.archive_scan import scan_archive
-from ibtasks.formats.ext4 import RootfsSpec, make_filesystem, plan_filesystem
+from ibtasks.formats.ext4 import (
+    RootfsSpec,
+    check_rootfs_spec,
+    make_filesystem,
+    plan_filesystem,
+)
 from ibtasks.fsutil import make_temp_dir_beside, remove_tree
 from ibtasks.tools import mke2fs_reads_tarball, mke2fs_version
 
@@ -75,13 +80,7 @@ def build_rootfs_image(spec: RootfsSpec, image: Path) -> int:
 
 
 def _build_from_archive(spec: RootfsSpec, image: Path) -> int:
-    try:
-        with open(spec.archive, "rb"):
-            pass
-    except OSError as exc:
-        raise UserError(f"{spec.archive}: cannot read: {exc.strerror}", spec.key) from exc
-    if spec.slack_mib < 0:
-        raise UserError(f"slack must be 0 MiB or more, got {spec.slack_mib}", spec.key)
+    check_rootfs_spec(spec)
     extra: dict[str, bytes] = {}
     for name, data in spec.extra_files.items():
         path = normalize_member(name)

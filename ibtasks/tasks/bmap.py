@@ -20,7 +20,14 @@ from typing import Any
 
 from ibtasks.config.model import Config
 from ibtasks.errors import UserError
-from ibtasks.formats.bmap import BLOCK_SIZE, map_image, parse_bmap, render_bmap, reusable_checksums
+from ibtasks.formats.bmap import (
+    BLOCK_SIZE,
+    BlockMap,
+    map_image,
+    parse_bmap,
+    render_bmap,
+    reusable_checksums,
+)
 from ibtasks.formats.disk_changes import Span
 from ibtasks.formats.disk_image import read_disk_record
 from ibtasks.fsutil import write_atomic
@@ -45,10 +52,10 @@ def bmap_path(image: str | Path) -> Path:
     return Path(f"{image}.bmap")
 
 
-def _unchanged_since(part: BmapInput, out: str) -> tuple[Any, list[Span]] | None:
+def _unchanged_since(part: BmapInput, out: str, disk: dict[str, Any] | None
+                     ) -> tuple[BlockMap, list[Span]] | None:
     """(the block map at `out`, the byte spans of disk.img written since it was made) when its
-    record and disk.img's record make that known, else None (everything is hashed)."""
-    disk = read_disk_record(part.image)
+    record and `disk`, disk.img's record, make that known, else None (everything is hashed)."""
     try:
         record = json.loads(part.record.read_text())
         data = Path(out).read_bytes()
@@ -72,10 +79,10 @@ def _unchanged_since(part: BmapInput, out: str) -> tuple[Any, list[Span]] | None
 def write_bmap(part: BmapInput, out: str) -> None:
     """The block map of `part.image` (see ibtasks.formats.bmap), written atomically to `out`,
     then its record (the disk's generation it maps, the map's SHA-256) to `part.record`."""
-    known = _unchanged_since(part, out)
+    disk = read_disk_record(part.image)
+    known = _unchanged_since(part, out, disk)
     reuse = reusable_checksums(*known) if known is not None else None
     part.record.unlink(missing_ok=True)
-    disk = read_disk_record(part.image)
     text = render_bmap(map_image(part.image, part.block_size, reuse))
     write_atomic(out, text)
     if disk is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from ibtasks.plan.memory_map import human_size
 from tests.conftest import GOLDENS, run_ibtasks
+from tests.terminal import run_on_terminal
 
 DISK = ("disk-image", "-c", "config", "-d", ".", "-t", "scsi", "-o", "disk.img")
 
@@ -82,24 +82,9 @@ def test_with_json_the_progress_goes_to_stderr(seed_inputs: Path) -> None:
 
 def test_on_a_terminal_the_steps_are_live_and_the_summary_follows(seed_inputs: Path) -> None:
     prepare(seed_inputs)
-    leader, follower = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "LOAD_CMD"} | {"TERM": "xterm",
                                                                        "COLUMNS": "200"}
-    process = subprocess.Popen([sys.executable, "-m", "ibtasks", *DISK], cwd=seed_inputs,
-                               stdout=follower, stderr=subprocess.PIPE, env=env)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    assert process.wait(timeout=120) == 0
-    os.close(leader)
-    text = b"".join(chunks).decode(errors="replace")
+    text = run_on_terminal([sys.executable, "-m", "ibtasks", *DISK], seed_inputs, env)
     assert "\x1b[" in text  # rich redraws the lines in place
     assert "ibtasks: " + "ib_partition:dom0: reading" not in text  # no plain start lines
     assert re.search(r"ib_partition:dom0:\s+done, 155 MiB in \d+\.\d s", text)

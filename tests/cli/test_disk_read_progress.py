@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import pty
 import random
 import re
 import shutil
@@ -20,6 +19,7 @@ import pytest
 
 from ibtasks.plan.memory_map import human_size
 from tests.conftest import GOLDENS
+from tests.terminal import run_on_terminal
 
 ARCHIVE = "rootfs-domU.tar.gz"
 DISK = ["disk-image", "-c", "config", "-d", ".", "-t", "scsi", "-o", "disk.img"]
@@ -128,23 +128,8 @@ def test_a_long_archive_read_is_logged_as_it_goes_before_the_partition_ends(
 def test_on_a_terminal_the_rows_show_the_archive_read(
         seed_inputs: Path, large_rootfs: Path, path: str, columns: str) -> None:
     prepare(seed_inputs, large_rootfs)
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-c", RUN, *DISK], cwd=seed_inputs,
-                               stdout=follower, stderr=subprocess.PIPE,
-                               env=environment(path, TERM="xterm", COLUMNS=columns))
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    assert process.wait(timeout=120) == 0
-    os.close(leader)
-    text = b"".join(chunks).decode(errors="replace")
+    text = run_on_terminal([sys.executable, "-c", RUN, *DISK], seed_inputs,
+                           environment(path, TERM="xterm", COLUMNS=columns))
     positions = check_reads(text, large_rootfs, live=True)
     assert any(0 < position < large_rootfs.stat().st_size for position in positions), text
     if columns == "250":
